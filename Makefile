@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test` (both set up first).
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test lint fuzz clean
+
+setup: $(STAMP)
+
+# torch is pinned to the local CPU build first, so that the project's own `torch`
+# requirement is already satisfied and pip never pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet torch==2.13.0
+	$(VPY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VPY) examples/demo.py
+
+test: setup
+	$(VPY) -m ruff check .
+	$(VPY) -m pytest
+
+fuzz: setup
+	$(VPY) -m pytest tests/lang/test_fuzz.py --fuzz-long
+
+lint: setup
+	$(VPY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

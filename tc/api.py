@@ -1,0 +1,125 @@
+"""The public API: ``tc.define`` and the callable entry points it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from tc.arguments import BoundCall, bind, check_outputs
+from tc.backend import Backend, get_backend
+from tc.errors import TcArgumentError
+from tc.ir import nodes as ir
+from tc.lang.frontend import check_text
+from tc.lang.printer import canonical_text
+from tc.options import MappingOptions
+
+OptionsFactory = Callable[..., MappingOptions]
+
+
+def make_naive_options_factory() -> OptionsFactory:
+    """An options factory that always returns ``MappingOptions("naive")``.
+
+    Factories are called as ``factory(lang, entry_point, *inputs)``, as in the
+    original Tensor Comprehensions.
+    """
+
+    def factory(lang: str, entry_point: str, *inputs: torch.Tensor) -> MappingOptions:
+        return MappingOptions("naive")
+
+    return factory
+
+
+class TcFunction:
+    """One entry point of a TC text; call it on torch tensors."""
+
+    def __init__(self, unit: TC, fn: ir.Function, canonical: str) -> None:
+        self._unit = unit
+        self.ir = fn
+        self.canonical = canonical
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    def __repr__(self) -> str:
+        ins = ", ".join(t.name for t in self.ir.inputs)
+        outs = ", ".join(t.name for t in self.ir.outputs)
+        return f"<tc function {self.name}({ins}) -> ({outs})>"
+
+    def bind(self, *inputs: Any) -> BoundCall:
+        """Check the arguments and bind the size symbols, without running anything."""
+        return bind(self.ir, inputs)
+
+    def __call__(
+        self, *inputs: Any, outputs: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Run the definition; returns one tensor, or a tuple in the declared result order.
+
+        ``outputs=`` gives preallocated tensors to write into (and return).
+        """
+        call = bind(self.ir, inputs)
+        if outputs is not None:
+            if isinstance(outputs, torch.Tensor):
+                outputs = (outputs,)
+            check_outputs(self.ir, call, list(outputs))
+        options = None
+        if self._unit.options_factory is not None and self._unit.backend.name != "reference":
+            options = self._unit.options_factory(self._unit.lang, self.name, *call.inputs)
+        results = self._unit.backend.run(self.ir, call, options)
+        if outputs is not None:
+            for dst, src in zip(outputs, results, strict=True):
+                dst.copy_(src)
+            results = list(outputs)
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+class TC:
+    """The entry points of a TC text: ``T.name(...)`` or ``T["name"](...)``."""
+
+    def __init__(self, lang: str, options_factory: OptionsFactory | None, backend: Backend
+                 ) -> None:
+        self.lang = lang
+        self.options_factory = options_factory
+        self.backend = backend
+        checked = check_text(lang)
+        self._functions = {
+            name: TcFunction(self, fn, canonical_text(checked.definition(name)))
+            for name, fn in checked.functions.items()
+        }
+
+    @property
+    def entry_points(self) -> tuple[str, ...]:
+        return tuple(self._functions)
+
+    def __getitem__(self, name: str) -> TcFunction:
+        try:
+            return self._functions[name]
+        except (KeyError, TypeError):
+            raise TcArgumentError(
+                f"no definition named {name!r}; the text defines "
+                f"{', '.join(self._functions) or 'nothing'}"
+            ) from None
+
+    def __getattr__(self, name: str) -> TcFunction:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._functions))
+
+    def __repr__(self) -> str:
+        return f"<tc.TC entry points: {', '.join(self._functions)}>"
+
+
+def define(lang: str, options_factory: OptionsFactory | None = None, *,
+           backend: str | None = None) -> TC:
+    """Parse and check every definition of ``lang``; an invalid text raises here.
+
+    ``backend`` is ``"reference"`` (the numpy interpreter) or, once available,
+    ``"opencl"`` / ``"cuda"``; ``options_factory(lang, entry_point, *inputs)`` supplies
+    the mapping options of compiled back ends.
+    """
+    return TC(lang, options_factory, get_backend(backend))

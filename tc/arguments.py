@@ -1,0 +1,165 @@
+"""Checking call arguments against a definition, binding its sizes, and dtype mapping.
+
+Shared by every back end, so that the code path tested on the CPU is the one that
+runs on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tc.errors import TcArgumentError, TcArgumentTypeError, TcRangeError
+from tc.ir import nodes as ir
+from tc.ir.types import ScalarType
+
+TORCH_DTYPES: dict[ScalarType, torch.dtype] = {
+    ScalarType.BOOL: torch.bool,
+    ScalarType.INT8: torch.int8,
+    ScalarType.INT16: torch.int16,
+    ScalarType.INT32: torch.int32,
+    ScalarType.INT64: torch.int64,
+    ScalarType.UINT8: torch.uint8,
+    ScalarType.UINT16: torch.uint16,
+    ScalarType.UINT32: torch.uint32,
+    ScalarType.UINT64: torch.uint64,
+    ScalarType.FLOAT16: torch.float16,
+    ScalarType.BFLOAT16: torch.bfloat16,
+    ScalarType.FLOAT32: torch.float32,
+    ScalarType.FLOAT64: torch.float64,
+}
+SCALAR_TYPES: dict[torch.dtype, ScalarType] = {v: k for k, v in TORCH_DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class BoundCall:
+    """Checked inputs of one call, the sizes they bind, and their device."""
+
+    inputs: tuple[torch.Tensor, ...]
+    sizes: dict[str, int]
+    device: torch.device
+
+    def signature(self) -> tuple:
+        """What a compiled kernel depends on: dtypes, shapes and strides, device."""
+        return tuple((t.dtype, tuple(t.shape), tuple(t.stride())) for t in self.inputs) + (
+            str(self.device),
+        )
+
+
+def _as_tensor(value, decl: ir.TensorDecl, fn: ir.Function) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if decl.rank == 0 and isinstance(value, bool | int | float | np.generic):
+        if isinstance(value, float) and not decl.dtype.is_float:
+            raise TcArgumentTypeError(f"{fn.name}: argument '{decl.name}' is {decl.dtype}; got "
+                                      f"the float {value!r}")
+        return torch.tensor(value, dtype=TORCH_DTYPES[decl.dtype])
+    raise TcArgumentTypeError(f"{fn.name}: argument '{decl.name}' must be a torch.Tensor, got "
+                              f"{type(value).__name__}")
+
+
+def bind(fn: ir.Function, args: Sequence[object]) -> BoundCall:
+    """Check ``args`` against ``fn``'s parameters and bind its size symbols."""
+    names = ", ".join(t.name for t in fn.inputs)
+    if len(args) != len(fn.inputs):
+        raise TcArgumentError(f"{fn.name} takes {len(fn.inputs)} input"
+                              f"{'' if len(fn.inputs) == 1 else 's'} ({names}), got {len(args)}")
+    tensors = []
+    sizes: dict[str, int] = {}
+    origin: dict[str, str] = {}
+    for value, decl in zip(args, fn.inputs, strict=True):
+        t = _as_tensor(value, decl, fn)
+        want = TORCH_DTYPES[decl.dtype]
+        if t.dtype != want:
+            raise TcArgumentTypeError(f"{fn.name}: argument '{decl.name}' must have dtype "
+                                      f"{want}, got {t.dtype}")
+        if t.dim() != decl.rank:
+            dims = ", ".join(map(str, decl.shape))
+            raise TcArgumentError(f"{fn.name}: argument '{decl.name}' must have {decl.rank} "
+                                  f"dimension{'' if decl.rank == 1 else 's'} ({dims}), got "
+                                  f"shape {tuple(t.shape)}")
+        for k, (extent, sym) in enumerate(zip(t.shape, decl.shape, strict=True)):
+            if sym.is_const:
+                if extent != sym.const:
+                    raise TcArgumentError(f"{fn.name}: dimension {k} of '{decl.name}' must be "
+                                          f"{sym.const}, got {extent}")
+                continue
+            (name,) = sym.symbols()
+            if name in sizes and sizes[name] != extent:
+                raise TcArgumentError(f"{fn.name}: size '{name}' is {sizes[name]} from "
+                                      f"{origin[name]} but {extent} from '{decl.name}' "
+                                      f"(dimension {k})")
+            sizes.setdefault(name, int(extent))
+            origin.setdefault(name, f"'{decl.name}' (dimension {k})")
+        tensors.append(t)
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        where = ", ".join(f"{d.name} on {t.device}" for d, t in zip(fn.inputs, tensors,
+                                                                     strict=True))
+        raise TcArgumentError(f"{fn.name}: all tensors must be on one device; got {where}")
+    device = devices.pop() if devices else torch.device("cpu")
+    check_ranges(fn, sizes, any(t.numel() == 0 for t in tensors))
+    return BoundCall(tuple(tensors), sizes, device)
+
+
+def check_ranges(fn: ir.Function, sizes: Mapping[str, int], empty_inputs: bool = False) -> None:
+    """Reject, with the statement's position, ranges that are empty or negative for these
+    sizes (an empty range is accepted when an input is itself empty)."""
+    for st in fn.stages:
+        for k, d in enumerate(st.domain):
+            lo, hi = d.lo.evaluate(sizes), d.hi.evaluate(sizes)
+            bad = (hi < lo) or (hi == lo and not empty_inputs) or (k < len(st.lhs) and lo < 0)
+            if bad:
+                span = st.span
+                given = ", ".join(f"{n}={sizes[n]}" for n in sorted(d.lo.symbols() |
+                                                                    d.hi.symbols()))
+                raise TcRangeError(
+                    f"index '{d.name}' of '{st.tensor}' ranges over {d.lo}:{d.hi} = {lo}:{hi}"
+                    f"{' with ' + given if given else ''}, which is "
+                    f"{'negative' if lo < 0 and hi > lo else 'empty'}; check the input sizes",
+                    line=span.line if span else None, column=span.column if span else None,
+                    source=fn.source or None,
+                )
+
+
+def output_shapes(fn: ir.Function, sizes: Mapping[str, int]) -> list[tuple[int, ...]]:
+    """The shapes of ``fn``'s outputs for concrete sizes."""
+    return [tuple(s.evaluate(sizes) for s in t.shape) for t in fn.outputs]
+
+
+def check_outputs(fn: ir.Function, call: BoundCall, outputs: Sequence[object]) -> None:
+    """Check preallocated ``outputs=`` tensors (count, dtype, shape, device)."""
+    if len(outputs) != len(fn.outputs):
+        raise TcArgumentError(f"{fn.name} has {len(fn.outputs)} outputs, got "
+                              f"{len(outputs)} in outputs=")
+    for t, decl, shape in zip(outputs, fn.outputs, output_shapes(fn, call.sizes), strict=True):
+        if not isinstance(t, torch.Tensor):
+            raise TcArgumentTypeError(f"{fn.name}: output '{decl.name}' must be a tensor")
+        if t.dtype != TORCH_DTYPES[decl.dtype]:
+            raise TcArgumentTypeError(f"{fn.name}: output '{decl.name}' must have dtype "
+                                      f"{TORCH_DTYPES[decl.dtype]}, got {t.dtype}")
+        if tuple(t.shape) != shape:
+            raise TcArgumentError(f"{fn.name}: output '{decl.name}' must have shape {shape}, "
+                                  f"got {tuple(t.shape)}")
+        if t.device != call.device:
+            raise TcArgumentError(f"{fn.name}: output '{decl.name}' is on {t.device}, the "
+                                  f"inputs on {call.device}")
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as numpy (bfloat16 widened to float32), respecting its strides."""
+    t = t.detach().cpu()
+    if t.dtype is torch.bfloat16:
+        t = t.float()
+    return t.numpy()
+
+
+def from_numpy(a: np.ndarray, dtype: ScalarType, device: torch.device) -> torch.Tensor:
+    """A numpy array as a tensor of ``dtype`` on ``device``."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if dtype is ScalarType.BFLOAT16:
+        t = t.to(torch.bfloat16)
+    return t.to(device)
