@@ -387,7 +387,6 @@ _add(
         reference=_mlp3_ref,
         test_sizes=_table("B=5 N=7 O=3 P=13 Q=2", "B=1 N=1 O=1 P=1 Q=1", "B=3 N=13 O=7 P=5 Q=1"),
         bench_sizes=_table("B=128 N=128 O=64 P=32 Q=2"),
-        atol=1e-4,
     )
 )
 
@@ -454,7 +453,7 @@ _add(
         ),
         # (N, C, G, H, W) = (4, 512, 32, 12, 12) and (32, 512, 32, 48, 48): D = C / G.
         bench_sizes=_table("N=4 G=32 D=16 H=12 W=12", "N=32 G=32 D=16 H=48 W=48"),
-        atol=1e-4,
+        atol=1e-4,  # rsqrt of a small variance amplifies rounding (fast-math backends)
     )
 )
 
@@ -620,7 +619,7 @@ _add(
         reference=lambda X, gamma, beta: F.layer_norm(X, (X.shape[1],), gamma, beta, eps=1e-5),
         test_sizes=_table("M=3 N=7", "M=1 N=1", "M=5 N=13", "M=2 N=2"),
         bench_sizes=tuple({"M": 4096, "N": n} for n in (1024, 4096)),
-        atol=1e-4,
+        atol=1e-4,  # rsqrt of a small variance amplifies rounding (fast-math backends)
     )
 )
 

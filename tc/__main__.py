@@ -1,0 +1,5 @@
+import sys
+
+from tc.cli import main
+
+sys.exit(main())

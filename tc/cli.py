@@ -1,0 +1,118 @@
+"""The command line: ``python -m tc check|explain ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tc.errors import TcError
+from tc.ir.printer import function_str
+from tc.lang.frontend import CheckedProgram, check_text
+from tc.lang.printer import tree_text
+
+STAGES = ("ast", "ir")
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def parse_sizes(text: str | None) -> dict[str, int]:
+    """``"M=64,N=32"`` -> ``{"M": 64, "N": 32}``; raises TcError on malformed text."""
+    sizes: dict[str, int] = {}
+    if not text:
+        return sizes
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if not sep or not name.isidentifier() or number < 0:
+            raise TcError(f"--sizes: expected NAME=INTEGER items separated by commas, got "
+                          f"{item!r}")
+        sizes[name] = number
+    return sizes
+
+
+def _entry(checked: CheckedProgram, entry: str | None) -> str:
+    names = list(checked.functions)
+    if entry is None:
+        if len(names) == 1:
+            return names[0]
+        raise TcError(f"the text has several definitions ({', '.join(names)}): pick one "
+                      "with --entry")
+    if entry not in checked.functions:
+        raise TcError(f"no definition named {entry!r}; the text defines "
+                      f"{', '.join(names) or 'nothing'}")
+    return entry
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            checked = check_text(_read(path))
+        except OSError as e:
+            print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        except TcError as e:
+            print(f"{path}:{e.line or 0}:{e.column or 0}: {e}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{path}: ok ({', '.join(checked.functions) or 'no definitions'})")
+    return status
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    checked = check_text(_read(args.file))
+    entry = _entry(checked, args.entry)
+    fn = checked.functions[entry]
+    sizes = parse_sizes(args.sizes)
+    unknown = set(sizes) - set(fn.size_names)
+    if unknown:
+        raise TcError(f"--sizes: {', '.join(sorted(unknown))} "
+                      f"{'is not a size' if len(unknown) == 1 else 'are not sizes'} of "
+                      f"{entry} (its sizes: {', '.join(fn.size_names) or 'none'})")
+    if args.stage == "ast":
+        print(tree_text(checked.definition(entry)))
+    else:
+        print(function_str(fn, sizes))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tc", description="Tensor Comprehensions in "
+                                "Python: check TC text and print each compilation stage.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="check TC files and print diagnostics (exit 1 on error)")
+    c.add_argument("files", nargs="+", metavar="FILE", help="TC text files ('-' for stdin)")
+    c.set_defaults(func=cmd_check)
+    e = sub.add_parser("explain", help="print one compilation stage of a definition")
+    e.add_argument("file", metavar="FILE")
+    e.add_argument("--entry", help="the definition (needed when the file has several)")
+    e.add_argument("--sizes", help="concrete sizes, e.g. M=64,N=32")
+    e.add_argument("--stage", choices=STAGES, default="ir", help="the stage to print")
+    e.set_defaults(func=cmd_explain)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m tc`` and of the ``tc`` script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TcError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        print(f"cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
