@@ -159,7 +159,7 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 def from_numpy(a: np.ndarray, dtype: ScalarType, device: torch.device) -> torch.Tensor:
     """A numpy array as a tensor of ``dtype`` on ``device``."""
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    t = torch.from_numpy(np.asarray(a, order="C"))  # ascontiguousarray would make 0-d 1-d
     if dtype is ScalarType.BFLOAT16:
         t = t.to(torch.bfloat16)
     return t.to(device)
