@@ -1,0 +1,173 @@
+"""The kernel AST: what the GPU mapping produces and the CUDA / OpenCL printers print.
+
+Scalar computations reuse the IR's expression nodes (``tc.ir.nodes``): loop
+variables are ``Var(kind="loop")``, kernel size parameters ``Var(kind="size")``,
+locals ``Var(kind="local")``, and the hardware ids are :class:`HwId` nodes. A
+``Read`` of a buffer is printed with that buffer's real strides, so a strided view
+is never read as dense. Statements are frozen dataclasses too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tc.ir import nodes as ir
+from tc.ir.types import INDEX_TYPE, ScalarType
+
+AXES = ("x", "y", "z")
+
+
+@dataclass(frozen=True)
+class HwId(ir.Expr):
+    """A hardware index: ``kind`` is "block", "thread", "grid" (blocks per grid) or
+    "block_dim" (threads per block); ``axis`` is "x", "y" or "z"."""
+
+    kind: str
+    axis: str
+
+
+def hw(kind: str, axis: str) -> HwId:
+    return HwId(kind, axis, type=INDEX_TYPE)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A tensor as the kernel sees it.
+
+    ``space`` is "global" (a kernel argument), "shared" (block-local) or "private"
+    (a per-thread array). ``strides`` are in elements; global buffers use the real
+    strides of the tensor passed in.
+    """
+
+    name: str
+    dtype: ScalarType
+    shape: tuple[ir.Expr, ...]
+    strides: tuple[ir.Expr, ...]
+    space: str = "global"
+    read_only: bool = False
+
+
+# -- statements -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stmt:
+    pass
+
+
+@dataclass(frozen=True)
+class Block(Stmt):
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class For(Stmt):
+    """``for (var = lo; var < hi; var += step)``.
+
+    ``mapping`` "block.x" / "thread.y" / ... distributes the iterations over the
+    hardware ids with wrap-around: block b runs ``lo + b*step``, then adds
+    ``grid*step`` while below ``hi``; every iteration runs exactly once, whatever the
+    grid. None is a sequential loop.
+    """
+
+    var: str
+    lo: ir.Expr
+    hi: ir.Expr
+    body: Stmt
+    step: int = 1
+    mapping: str | None = None
+    unroll: bool = False
+
+
+@dataclass(frozen=True)
+class If(Stmt):
+    cond: ir.Expr
+    then: Stmt
+    otherwise: Stmt | None = None
+
+
+@dataclass(frozen=True)
+class Store(Stmt):
+    """``buffer[indices] = value`` or, with ``op``, ``buffer[indices] op= value``."""
+
+    buffer: str
+    indices: tuple[ir.Expr, ...]
+    value: ir.Expr
+    op: str | None = None
+
+
+@dataclass(frozen=True)
+class Local(Stmt):
+    """A per-thread scalar: ``type name = init;``."""
+
+    name: str
+    dtype: ScalarType
+    init: ir.Expr | None = None
+
+
+@dataclass(frozen=True)
+class Assign(Stmt):
+    """``name = value`` for a :class:`Local`."""
+
+    name: str
+    value: ir.Expr
+
+
+@dataclass(frozen=True)
+class Barrier(Stmt):
+    """A block-wide barrier; only ever placed in control flow uniform across the block."""
+
+
+@dataclass(frozen=True)
+class Comment(Stmt):
+    text: str
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One GPU kernel: its arguments, its body and its launch configuration."""
+
+    name: str
+    buffers: tuple[Buffer, ...]  # global buffers first (the arguments), then shared/private
+    sizes: tuple[str, ...]  # int parameters (size symbols), after the buffers
+    body: Stmt
+    grid: tuple[int, int, int] = (1, 1, 1)
+    block: tuple[int, int, int] = (1, 1, 1)
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def arguments(self) -> tuple[Buffer, ...]:
+        return tuple(b for b in self.buffers if b.space == "global")
+
+    def buffer(self, name: str) -> Buffer:
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+def seq(*stmts: Stmt | None) -> Stmt:
+    """A block of the given statements, flattening nested blocks and dropping None."""
+    out: list[Stmt] = []
+    for s in stmts:
+        if s is None:
+            continue
+        if isinstance(s, Block):
+            out.extend(s.body)
+        else:
+            out.append(s)
+    return out[0] if len(out) == 1 else Block(tuple(out))
+
+
+def walk_stmts(s: Stmt):
+    """Every statement of ``s``, pre-order."""
+    yield s
+    if isinstance(s, Block):
+        for c in s.body:
+            yield from walk_stmts(c)
+    elif isinstance(s, For):
+        yield from walk_stmts(s.body)
+    elif isinstance(s, If):
+        yield from walk_stmts(s.then)
+        if s.otherwise is not None:
+            yield from walk_stmts(s.otherwise)
