@@ -62,17 +62,18 @@ class Block(Stmt):
 
 @dataclass(frozen=True)
 class For(Stmt):
-    """``for (var = lo; var < hi; var += step)``.
+    """``for (int var = init; cond; var += step)``.
 
     ``mapping`` "block.x" / "thread.y" / ... distributes the iterations over the
-    hardware ids with wrap-around: block b runs ``lo + b*step``, then adds
-    ``grid*step`` while below ``hi``; every iteration runs exactly once, whatever the
-    grid. None is a sequential loop.
+    hardware ids with wrap-around: id ``h`` starts at ``init + h*step`` and adds
+    ``count*step``, so every iteration runs exactly once whatever the grid or block
+    size. None is a sequential loop (isl's own loops, mapped through filters on the
+    hardware ids, are sequential loops whose bounds mention the ids).
     """
 
     var: str
-    lo: ir.Expr
-    hi: ir.Expr
+    init: ir.Expr
+    cond: ir.Expr
     body: Stmt
     step: int = 1
     mapping: str | None = None
@@ -111,6 +112,13 @@ class Assign(Stmt):
 
     name: str
     value: ir.Expr
+
+
+@dataclass(frozen=True)
+class Scope(Stmt):
+    """A braced block, giving its locals their own scope."""
+
+    body: Stmt
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ def walk_stmts(s: Stmt):
     if isinstance(s, Block):
         for c in s.body:
             yield from walk_stmts(c)
-    elif isinstance(s, For):
+    elif isinstance(s, For | Scope):
         yield from walk_stmts(s.body)
     elif isinstance(s, If):
         yield from walk_stmts(s.then)

@@ -327,19 +327,24 @@ class _Printer:
             self.stmt(c, depth)
 
     def s_For(self, s: k.For, depth: int) -> None:
-        lo, hi, v = self.expr(s.lo), self.expr(s.hi), s.var
+        init, cond, v = self.expr(s.init), self.expr(s.cond), s.var
         step = str(s.step)
         if s.mapping is None:
-            start, inc = lo, step
+            start, inc = init, step
         else:
             kind, axis = s.mapping.split(".")
             hw_id = self.d.hw[(kind, axis)]
             count = self.d.hw[("grid" if kind == "block" else "block_dim", axis)]
-            start = f"{lo} + {hw_id}" + (f" * {step}" if s.step != 1 else "")
+            start = f"{init} + {hw_id}" + (f" * {step}" if s.step != 1 else "")
             inc = count + (f" * {step}" if s.step != 1 else "")
         if s.unroll:
             self.emit("#pragma unroll", depth)
-        self.emit(f"for (int {v} = {start}; {v} < {hi}; {v} += {inc}) {{", depth)
+        self.emit(f"for (int {v} = {start}; {cond}; {v} += {inc}) {{", depth)
+        self.stmt(s.body, depth + 1)
+        self.emit("}", depth)
+
+    def s_Scope(self, s: k.Scope, depth: int) -> None:
+        self.emit("{", depth)
         self.stmt(s.body, depth + 1)
         self.emit("}", depth)
 

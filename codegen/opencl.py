@@ -1,0 +1,200 @@
+"""Compile and launch OpenCL C kernels on PoCL (the CPU OpenCL implementation).
+
+The source text comes from the OpenCL printer. Tensors are passed zero-copy: each
+torch CPU tensor becomes a ``USE_HOST_PTR`` buffer over the memory its view spans,
+starting at its first element, and the kernel indexes it with the tensor's strides.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pyopencl as cl
+import torch
+
+from codegen.launch import ArgKind, KernelArg, LaunchLimits, grid_block_check, number_lines
+from tc.errors import TcBackendError
+
+__all__ = ["build_program", "clear_program_cache", "device_limits", "launch", "pocl_device"]
+
+log = logging.getLogger(__name__)
+
+PROGRAM_CACHE_SIZE = 256
+
+_launch_lock = threading.Lock()
+
+
+def _is_pocl(platform: cl.Platform) -> bool:
+    return "Portable Computing Language" in platform.name or "pocl" in platform.vendor.lower()
+
+
+@functools.lru_cache(maxsize=1)
+def pocl_device() -> tuple[cl.Context, cl.CommandQueue]:
+    """The PoCL context and in-order command queue of this process (created once).
+
+    Other OpenCL platforms may be installed: PoCL is selected by name. Raises
+    ``TcBackendError`` when PoCL is not available.
+    """
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error as e:
+        raise TcBackendError(
+            f"no OpenCL platform found ({e}); install pocl-binary-distribution"
+        ) from e
+    for platform in platforms:
+        if not _is_pocl(platform):
+            continue
+        devices = platform.get_devices()
+        if not devices:
+            continue
+        ctx = cl.Context([devices[0]])
+        log.info("using OpenCL device %s on %s", devices[0].name, platform.version)
+        return ctx, cl.CommandQueue(ctx)
+    names = ", ".join(p.name for p in platforms) or "none"
+    raise TcBackendError(
+        f"the PoCL OpenCL platform is not available (platforms: {names}); "
+        "install pocl-binary-distribution"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def device_limits() -> LaunchLimits:
+    """The work-group limits of the PoCL device (grid limits: 2**31 - 1 groups per axis)."""
+    ctx, _ = pocl_device()
+    dev = ctx.devices[0]
+    sizes = tuple(dev.max_work_item_sizes) + (1, 1)
+    return LaunchLimits(
+        max_threads_per_block=dev.max_work_group_size,
+        max_block=(sizes[0], sizes[1], sizes[2]),
+        max_grid=(2**31 - 1,) * 3,
+    )
+
+
+def build_program(source: str, options: Sequence[str] = ()) -> cl.Program:
+    """Build ``source`` for the PoCL device, once per (source, options).
+
+    Raises ``TcBackendError`` with the build log and the numbered source on failure.
+    """
+    return _cached_build(source, tuple(options))
+
+
+@functools.lru_cache(maxsize=PROGRAM_CACHE_SIZE)
+def _cached_build(source: str, options: tuple[str, ...]) -> cl.Program:
+    return _compile(source, options)
+
+
+def clear_program_cache() -> None:
+    """Forget every built program (the next build_program compiles again)."""
+    _cached_build.cache_clear()
+
+
+def _compile(source: str, options: tuple[str, ...]) -> cl.Program:
+    ctx, _ = pocl_device()
+    dev = ctx.devices[0]
+    program = cl.Program(ctx, source)
+    try:
+        program.build(options=list(options), devices=[dev])
+    except cl.Error as e:
+        try:
+            build_log = program.get_build_info(dev, cl.program_build_info.LOG)
+        except cl.Error:
+            build_log = str(e)
+        raise TcBackendError(
+            f"OpenCL build failed (options: {' '.join(options) or 'none'}):\n"
+            f"{build_log.strip()}\n--- source ---\n{number_lines(source)}"
+        ) from e
+    log.debug("built OpenCL program (%d chars, options %s)", len(source), options)
+    return program
+
+
+def _kernel(program: cl.Program, name: str) -> cl.Kernel:
+    kernels = program.__dict__.setdefault("_tc_kernels", {})
+    kernel = kernels.get(name)
+    if kernel is None:
+        try:
+            kernel = cl.Kernel(program, name)
+        except cl.Error as e:
+            raise TcBackendError(f"no kernel named {name!r} in the OpenCL program: {e}") from e
+        kernels[name] = kernel
+    return kernel
+
+
+def launch(
+    program: cl.Program,
+    kernel_name: str,
+    grid: Sequence[int],
+    block: Sequence[int],
+    args: Sequence[KernelArg],
+) -> None:
+    """Run ``kernel_name`` on ``grid`` work-groups of ``block`` work-items and wait for it.
+
+    ``grid`` is counted in blocks (CUDA convention): the OpenCL global size is
+    ``grid * block`` per axis. Tensors must be on the CPU; written buffers are
+    synchronised back to the tensors' memory before this returns.
+    """
+    ctx, queue = pocl_device()
+    dev = ctx.devices[0]
+    g, b = grid_block_check(grid, block, device_limits())
+    kernel = _kernel(program, kernel_name)
+    kernel_max = kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dev)
+    if b[0] * b[1] * b[2] > kernel_max:
+        raise TcBackendError(
+            f"block {b} exceeds the work-group size limit {kernel_max} of {kernel_name!r}"
+        )
+    values: list[object] = []
+    synced: list[tuple[cl.Buffer, np.ndarray]] = []
+    for i, arg in enumerate(args):
+        if arg.kind is ArgKind.SCALAR:
+            values.append(arg.numpy_scalar())
+        elif arg.kind is ArgKind.LOCAL:
+            values.append(cl.LocalMemory(arg.nbytes))
+        else:
+            buf, host = _buffer(ctx, arg, i)
+            values.append(buf)
+            if host is not None and arg.written:
+                synced.append((buf, host))
+    global_size = tuple(g[i] * b[i] for i in range(3))
+    try:
+        with _launch_lock:
+            kernel.set_args(*values)
+            cl.enqueue_nd_range_kernel(queue, kernel, global_size, b)
+        for buf, host in synced:
+            _sync_to_host(queue, buf, host)
+        queue.finish()
+    except cl.Error as e:
+        raise TcBackendError(f"OpenCL launch of {kernel_name!r} failed: {e}") from e
+
+
+def _buffer(ctx: cl.Context, arg: KernelArg, i: int) -> tuple[cl.Buffer, np.ndarray | None]:
+    """A zero-copy buffer over the tensor's span, and the host bytes it wraps."""
+    t = arg.tensor
+    assert t is not None
+    if t.device.type != "cpu":
+        raise TcBackendError(f"argument {i}: OpenCL needs CPU tensors, got one on {t.device}")
+    span = arg.span()
+    if span is None:  # OpenCL has no empty buffers: a dummy the kernel never reads
+        return cl.Buffer(ctx, cl.mem_flags.READ_WRITE, size=max(t.element_size(), 1)), None
+    host = span.view(torch.uint8).numpy()
+    flags = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
+    return cl.Buffer(ctx, flags, hostbuf=host), host
+
+
+def _sync_to_host(queue: cl.CommandQueue, buf: cl.Buffer, host: np.ndarray) -> None:
+    """Make the kernel's writes visible in ``host``.
+
+    Mapping a USE_HOST_PTR buffer synchronises the host memory (PoCL writes it in
+    place, so the map is free); if the implementation maps elsewhere, copy back.
+    """
+    mapped, _ = cl.enqueue_map_buffer(
+        queue, buf, cl.map_flags.READ, 0, host.shape, host.dtype, is_blocking=True
+    )
+    try:
+        if mapped.__array_interface__["data"][0] != host.__array_interface__["data"][0]:
+            log.debug("USE_HOST_PTR not honoured: copying %d bytes back", host.nbytes)
+            host[...] = mapped
+    finally:
+        mapped.base.release(queue)
