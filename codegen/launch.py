@@ -217,6 +217,12 @@ def grid_block_check(
     """
     g = _dims("grid", grid)
     b = _dims("block", block)
+    threads = b[0] * b[1] * b[2]
+    if threads > limits.max_threads_per_block:
+        raise TcBackendError(
+            f"block {b} has {threads} threads, more than the limit of "
+            f"{limits.max_threads_per_block} threads per block"
+        )
     for axis in range(3):
         if b[axis] > limits.max_block[axis]:
             raise TcBackendError(
@@ -226,12 +232,6 @@ def grid_block_check(
             raise TcBackendError(
                 f"grid {g}: dimension {axis} exceeds the device limit {limits.max_grid[axis]}"
             )
-    threads = b[0] * b[1] * b[2]
-    if threads > limits.max_threads_per_block:
-        raise TcBackendError(
-            f"block {b} has {threads} threads, more than the limit of "
-            f"{limits.max_threads_per_block} threads per block"
-        )
     return g, b
 
 

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 from cupy.cuda import nvrtc
 
-from codegen.launch import CUDA_LIMITS, ArgKind, KernelArg, grid_block_check, number_lines
+from codegen.launch import (
+    CUDA_LIMITS,
+    ArgKind,
+    grid_block_check,
+    number_lines,
+    pack_args,
+)
 from tc.errors import TcBackendError
 
 __all__ = [
@@ -48,7 +54,8 @@ class CompiledCuda:
     reported, else the stack frame, which lives in local memory), and when reported
     ``barriers``, ``const_bytes`` (cmem[0]) and ``cumulative_stack_bytes``. It is empty
     for a virtual architecture (``compute_XX``), where ptxas does not run and ``cubin`` is
-    None. ``functions`` holds the same for every function in the log.
+    None. ``functions`` holds the same for every function in the log. ``entry`` is the
+    kernel's name in the PTX (``name``, or its mangled name without ``extern "C"``).
     """
 
     name: str
@@ -57,6 +64,7 @@ class CompiledCuda:
     arch: str
     log: str
     resources: dict[str, int]
+    entry: str = ""
     options: tuple[str, ...] = ()
     functions: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -162,10 +170,11 @@ def _compile(source: str, name: str, arch: str, extra_options: tuple[str, ...]) 
         cubin = bytes(nvrtc.getCUBIN(prog)) if real else None
     finally:
         nvrtc.destroyProgram(prog)
+    entry = _entry_name(ptx_text, name)
     functions = parse_ptxas_log(text)
-    resources = _pick(functions, name) if real else {}
+    resources = dict(functions.get(entry, {})) if real else {}
     log.debug("NVRTC compiled %s for %s: %s", name, arch, resources)
-    return CompiledCuda(name, ptx_text, cubin, arch, text, resources, options, functions)
+    return CompiledCuda(name, ptx_text, cubin, arch, text, resources, entry, options, functions)
 
 
 def _program_log(prog: Any) -> str:
@@ -173,15 +182,15 @@ def _program_log(prog: Any) -> str:
     return (text.decode() if isinstance(text, bytes) else text).rstrip("\x00")
 
 
-def _pick(functions: dict[str, dict[str, int]], name: str) -> dict[str, int]:
-    """The resources of kernel ``name`` (also found by its C++-mangled name)."""
-    if name in functions:
-        return dict(functions[name])
-    mangled = [f for f in functions if f"{len(name)}{name}" in f]
+def _entry_name(ptx: str, name: str) -> str:
+    """The PTX entry of kernel ``name``: itself, or its C++-mangled name."""
+    entries = re.findall(r"\.entry\s+([\w$]+)", ptx)
+    if name in entries:
+        return name
+    mangled = [e for e in entries if e.startswith("_Z") and f"{len(name)}{name}" in e]
     if len(mangled) == 1:
-        return dict(functions[mangled[0]])
-    log.warning("ptxas reported no resources for kernel %r (functions: %s)", name, list(functions))
-    return {}
+        return mangled[0]
+    raise TcBackendError(f"the CUDA source defines no kernel {name!r} (entries: {entries})")
 
 
 _FUNC = re.compile(r"(?:Compiling entry function|Function properties for) '?([\w$.]+)'?")
@@ -259,7 +268,7 @@ def _cuda_function(compiled: CompiledCuda, device: int) -> Any:
         raise TcBackendError(f"kernel compiled for {compiled.arch} cannot run on sm_{cc}")
     module = cupy.cuda.function.Module()
     module.load(image)
-    function = module.get_function(compiled.name)
+    function = module.get_function(compiled.entry or compiled.name)
     with _modules_lock:
         _modules[key] = (compiled, function)
     return function
@@ -269,14 +278,15 @@ def launch_cuda(
     compiled: CompiledCuda,
     grid: Sequence[int],
     block: Sequence[int],
-    args: Sequence[KernelArg],
+    args: Sequence[object],
     shared_mem: int = 0,
 ) -> None:
     """Launch ``compiled`` on torch CUDA tensors, asynchronously on torch's current stream.
 
-    ``grid`` is in blocks. Buffers pass ``data_ptr()`` (zero-copy, first element of the
-    view); ``shared_mem`` is the dynamic shared memory in bytes (``__local`` arguments
-    are OpenCL-only). Raises ``TcBackendError`` when no CUDA device is present.
+    ``grid`` is in blocks; ``args`` as for the OpenCL ``launch``. Buffers pass
+    ``data_ptr()`` (zero-copy, first element of the view); ``shared_mem`` is the dynamic
+    shared memory in bytes (``__local`` arguments are OpenCL-only).
+    Raises ``TcBackendError`` when no CUDA device is present.
     """
     if not cuda_device_available():
         raise TcBackendError(
@@ -286,6 +296,7 @@ def launch_cuda(
     import cupy
     import torch
 
+    args = pack_args(args)  # KernelArg values pass through unchanged
     g, b = grid_block_check(grid, block, CUDA_LIMITS)
     device = torch.cuda.current_device()
     tensors = [a.tensor for a in args if a.kind is ArgKind.BUFFER and a.tensor is not None]

@@ -16,10 +16,24 @@ import numpy as np
 import pyopencl as cl
 import torch
 
-from codegen.launch import ArgKind, KernelArg, LaunchLimits, grid_block_check, number_lines
+from codegen.launch import (
+    ArgKind,
+    KernelArg,
+    LaunchLimits,
+    grid_block_check,
+    number_lines,
+    pack_args,
+)
 from tc.errors import TcBackendError
 
-__all__ = ["build_program", "clear_program_cache", "device_limits", "launch", "pocl_device"]
+__all__ = [
+    "build_program",
+    "clear_program_cache",
+    "device_limits",
+    "find_pocl",
+    "launch",
+    "pocl_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +59,19 @@ def pocl_device() -> tuple[cl.Context, cl.CommandQueue]:
         raise TcBackendError(
             f"no OpenCL platform found ({e}); install pocl-binary-distribution"
         ) from e
+    device = find_pocl(platforms)
+    ctx = cl.Context([device])
+    log.info("using OpenCL device %s on %s", device.name, device.platform.version)
+    return ctx, cl.CommandQueue(ctx)
+
+
+def find_pocl(platforms: Sequence[cl.Platform]) -> cl.Device:
+    """The first device of the PoCL platform among ``platforms``; ``TcBackendError`` if none."""
     for platform in platforms:
-        if not _is_pocl(platform):
-            continue
-        devices = platform.get_devices()
-        if not devices:
-            continue
-        ctx = cl.Context([devices[0]])
-        log.info("using OpenCL device %s on %s", devices[0].name, platform.version)
-        return ctx, cl.CommandQueue(ctx)
+        if _is_pocl(platform):
+            devices = platform.get_devices()
+            if devices:
+                return devices[0]
     names = ", ".join(p.name for p in platforms) or "none"
     raise TcBackendError(
         f"the PoCL OpenCL platform is not available (platforms: {names}); "
@@ -128,14 +146,16 @@ def launch(
     kernel_name: str,
     grid: Sequence[int],
     block: Sequence[int],
-    args: Sequence[KernelArg],
+    args: Sequence[object],
 ) -> None:
     """Run ``kernel_name`` on ``grid`` work-groups of ``block`` work-items and wait for it.
 
     ``grid`` is counted in blocks (CUDA convention): the OpenCL global size is
-    ``grid * block`` per axis. Tensors must be on the CPU; written buffers are
-    synchronised back to the tensors' memory before this returns.
+    ``grid * block`` per axis. ``args`` are :class:`KernelArg` values, or tensors and
+    scalars that :func:`pack_args` packs with its defaults. Tensors must be on the CPU;
+    written buffers are synchronised back to the tensors' memory before this returns.
     """
+    args = pack_args(args)  # KernelArg values pass through unchanged
     ctx, queue = pocl_device()
     dev = ctx.devices[0]
     g, b = grid_block_check(grid, block, device_limits())

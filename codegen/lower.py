@@ -1,0 +1,290 @@
+"""isl's AST of a mapped schedule to kernel ASTs and a host program.
+
+The mapping step (``polyhedral.mapping``) marks, in the schedule tree, each kernel
+(``kernel.N``) and each band member distributed over the hardware (``block.x``,
+``thread.y``, ...). isl generates ordinary loops and knows nothing of the hardware
+ids, so every condition it writes is uniform across a block. This module turns a
+marked loop into a wrap-around loop over the ids, guards statements that no mapped
+loop distributes (only id 0 runs them), and puts barriers where threads hand data
+to each other: only in code outside any thread-distributed region, so always in
+uniform control flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import islpy as isl
+
+from codegen import kernel as k
+from tc.errors import TcInternalError
+from tc.ir import nodes as ir
+from tc.ir.types import INDEX_TYPE, ScalarType
+
+_I = INDEX_TYPE
+
+
+def buffer_name(tensor: str) -> str:
+    """Kernel names are prefixed, so no TC name can collide with C or with isl's loops."""
+    return f"t_{tensor}"
+
+
+def size_name(size: str) -> str:
+    return f"s_{size}"
+
+
+def _int(v: int) -> ir.Expr:
+    if -(2**31) <= v < 2**31:
+        return ir.IntImm(v, type=_I)
+    return ir.IntImm(v, type=ScalarType.INT64)
+
+
+def _bin(op: str, a: ir.Expr, b: ir.Expr) -> ir.Expr:
+    if a.type != b.type:
+        t = ScalarType.INT64 if ScalarType.INT64 in (a.type, b.type) else a.type
+        a = a if a.type == t else ir.Cast(a, type=t)
+        b = b if b.type == t else ir.Cast(b, type=t)
+    out = ScalarType.BOOL if op in ir.CMP_OPS or op in ir.LOGIC_OPS else a.type
+    return ir.Binary(op, a, b, type=out)
+
+
+_BIN = {
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "fdiv_q": "/", "pdiv_q": "/",
+    "pdiv_r": "%", "zdiv_r": "%", "and_": "&&", "and_then": "&&", "or_": "||",
+    "or_else": "||", "eq": "==", "le": "<=", "lt": "<", "ge": ">=", "gt": ">",
+    "max": "max", "min": "min",
+}
+
+
+def loop_name(isl_name: str) -> str:
+    return f"c_{isl_name}"
+
+
+def expr(e: isl.AstExpr, params: Mapping[str, str]) -> ir.Expr:
+    """An isl AST expression (integer or boolean) as an IR expression.
+
+    ``params`` maps isl parameter names to the TC size names; other ids are loops.
+    """
+    t = e.get_type()
+    if t == isl.ast_expr_type.int:
+        return _int(e.get_val().to_python())
+    if t == isl.ast_expr_type.id:
+        name = e.get_id().get_name()
+        if name in params:
+            return ir.Var(size_name(params[name]), "size", type=_I)
+        return ir.Var(loop_name(name), "loop", type=_I)
+    op = e.get_op_type()
+    args = [expr(e.get_op_arg(i), params) for i in range(e.get_op_n_arg())]
+    opname = _op_name(op)
+    if opname == "minus":
+        return ir.Unary("-", args[0], type=args[0].type)
+    if opname in ("cond", "select"):
+        a, b = args[1], args[2]
+        return ir.Select(args[0], a, b, type=a.type)
+    if opname in _BIN:
+        out = args[0]
+        for a in args[1:]:
+            out = _bin(_BIN[opname], out, a)
+        return out
+    raise TcInternalError(f"unsupported isl AST operation {opname}")
+
+
+def _op_name(op) -> str:
+    for name in dir(isl.ast_expr_op_type):
+        if not name.startswith("_") and getattr(isl.ast_expr_op_type, name) == op:
+            return name
+    raise TcInternalError(f"unknown isl AST operation {op}")
+
+
+# -- statements ---------------------------------------------------------------------------------
+
+
+class _Subst(ir.Mutator):
+    def __init__(self, env: Mapping[str, ir.Expr], lets: Mapping[str, str]) -> None:
+        self.env = env
+        self.lets = lets
+
+    def mutate_Var(self, e: ir.Var) -> ir.Expr:
+        if e.kind == "index":
+            return self.env[e.name]
+        if e.kind == "size":
+            return ir.Var(size_name(e.name), "size", type=e.type)
+        if e.kind == "let":
+            return ir.Var(self.lets[e.name], "local", type=e.type)
+        return e
+
+    def mutate_Read(self, e: ir.Read) -> ir.Expr:
+        idx = tuple(self.mutate(i) for i in e.indices)
+        return ir.Read(buffer_name(e.tensor), idx, type=e.type, span=e.span)
+
+
+def instantiate(fn: ir.Function, name: str, args: list[ir.Expr]) -> k.Stmt:
+    """The kernel statement for one instance of scop statement ``S<k>`` / ``S<k>_init``."""
+    init = name.endswith("_init")
+    stage = fn.stages[int(name[1:].removesuffix("_init"))]
+    dims = stage.lhs_dims if init else stage.domain
+    if len(args) != len(dims):
+        raise TcInternalError(f"statement {name} has {len(dims)} indices, isl gave {len(args)}")
+    env = {d.name: a for d, a in zip(dims, args, strict=True)}
+    indices = tuple(env[n] for n in stage.lhs)
+    dtype = fn.tensor(stage.tensor).dtype
+    target = buffer_name(stage.tensor)
+    if init:
+        v = ir.identity(stage.op, dtype)
+        value: ir.Expr = (ir.FloatImm(float(v), type=dtype) if dtype.is_float
+                          else ir.IntImm(int(v), type=dtype))
+        return k.Store(target, indices, value)
+    body, lets = stage.rhs, []
+    while isinstance(body, ir.Let):
+        lets.append(body)
+        body = body.body
+    names = {let.name: f"l_{let.name}" for let in lets}
+    sub = _Subst(env, names)
+    locals_ = [k.Local(names[let.name], let.value.type, sub.mutate(let.value)) for let in lets]
+    store = k.Store(target, indices, sub.mutate(body), op=stage.op)
+    return k.Scope(k.seq(*locals_, store)) if locals_ else store
+
+
+# -- nodes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    blocks: frozenset[str] = frozenset()
+    threads: frozenset[str] = frozenset()
+
+
+class _KernelLowering:
+    def __init__(self, fn: ir.Function, grid: tuple[int, ...], block: tuple[int, ...],
+                 params: Mapping[str, str]) -> None:
+        self.fn = fn
+        self.params = params
+        self.grid = dict(zip(k.AXES, grid, strict=True))
+        self.block = dict(zip(k.AXES, block, strict=True))
+
+    def expr(self, e: isl.AstExpr) -> ir.Expr:
+        return expr(e, self.params)
+
+    def node(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
+        t = n.get_type()
+        if t == isl.ast_node_type.block:
+            kids = n.block_get_children()
+            return k.seq(*(self.node(kids.get_at(i), ctx) for i in range(kids.n_ast_node())))
+        if t == isl.ast_node_type.for_:
+            return self.loop(n, ctx, None)
+        if t == isl.ast_node_type.if_:
+            other = self.node(n.if_get_else_node(), ctx) if n.if_has_else_node() else None
+            return k.If(self.expr(n.if_get_cond()), self.node(n.if_get_then_node(), ctx), other)
+        if t == isl.ast_node_type.user:
+            return self.user(n, ctx)
+        if t == isl.ast_node_type.mark:
+            return self.mark(n, ctx)
+        raise TcInternalError(f"unexpected isl AST node {t}")
+
+    def loop(self, n: isl.AstNode, ctx: _Ctx, mapping: str | None) -> k.Stmt:
+        inc = self.expr(n.for_get_inc())
+        if not isinstance(inc, ir.IntImm):
+            raise TcInternalError("isl produced a loop with a non-constant step")
+        var = loop_name(n.for_get_iterator().get_id().get_name())
+        if mapping is not None:
+            kind, axis = mapping.split(".")
+            ctx = _Ctx(ctx.blocks | {axis}, ctx.threads) if kind == "block" else _Ctx(
+                ctx.blocks, ctx.threads | {axis})
+        body = self.node(n.for_get_body(), ctx)
+        return k.For(var, self.expr(n.for_get_init()), self.expr(n.for_get_cond()), body, inc.value,
+                     mapping)
+
+    def mark(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
+        name = n.mark_get_id().get_name()
+        inner = n.mark_get_node()
+        kind, _, axis = name.partition(".")
+        if kind not in ("block", "thread") or axis not in k.AXES:
+            return self.node(inner, ctx)
+        mapped = ctx.blocks if kind == "block" else ctx.threads
+        size = (self.grid if kind == "block" else self.block)[axis]
+        return self.mapped(inner, ctx, f"{kind}.{axis}" if axis not in mapped and size > 1
+                           else None)
+
+    def mapped(self, n: isl.AstNode, ctx: _Ctx, mapping: str | None) -> k.Stmt:
+        """The loop right below a mapping mark, distributed over the ids; a degenerate
+        loop (which isl does not emit) is left unmapped, so only id 0 runs it."""
+        t = n.get_type()
+        if mapping is not None and t == isl.ast_node_type.for_:
+            return self.loop(n, ctx, mapping)
+        if mapping is not None and t == isl.ast_node_type.if_ and not n.if_has_else_node():
+            return k.If(self.expr(n.if_get_cond()), self.mapped(n.if_get_then_node(), ctx, mapping))
+        return self.node(n, ctx)
+
+    def user(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
+        call = n.user_get_expr()
+        name = call.get_op_arg(0).get_id().get_name()
+        args = [self.expr(call.get_op_arg(i)) for i in range(1, call.get_op_n_arg())]
+        stmt = instantiate(self.fn, name, args)
+        guards = [
+            _bin("==", k.hw(kind, a), _int(0))
+            for kind, sizes, mapped in (("block", self.grid, ctx.blocks),
+                                        ("thread", self.block, ctx.threads))
+            for a in k.AXES
+            if sizes[a] > 1 and a not in mapped
+        ]
+        if not guards:
+            return stmt
+        cond = guards[0]
+        for g in guards[1:]:
+            cond = _bin("&&", cond, g)
+        return k.If(cond, stmt)
+
+
+# -- barriers ------------------------------------------------------------------------
+
+
+def _is_thread_region(s: k.Stmt) -> bool:
+    if isinstance(s, k.For) and s.mapping and s.mapping.startswith("thread"):
+        return True
+    if isinstance(s, k.If) and any(
+        isinstance(n, k.HwId) and n.kind == "thread" for n in ir.walk(s.cond)
+    ):
+        return True
+    return isinstance(s, k.Store | k.Scope | k.Local | k.Assign)
+
+
+def _has_work(s: k.Stmt) -> bool:
+    return any(isinstance(n, k.Store) for n in k.walk_stmts(s))
+
+
+def place_barriers(s: k.Stmt) -> k.Stmt:
+    """Barriers in block-level code: after each iteration of a sequential loop that runs
+    thread work, and between consecutive pieces of a sequence that both run thread work.
+    Conservative: any data passed between threads of a block is ordered."""
+    if _is_thread_region(s):
+        return s
+    if isinstance(s, k.Block):
+        out: list[k.Stmt] = []
+        kids = [place_barriers(c) for c in s.body]
+        for i, c in enumerate(kids):
+            out.append(c)
+            if _has_work(c) and any(_has_work(d) for d in kids[i + 1:]):
+                out.append(k.Barrier())
+        return k.seq(*out)
+    if isinstance(s, k.For):
+        body = place_barriers(s.body)
+        if s.mapping is None and _has_work(body):
+            body = k.seq(body, k.Barrier())
+        return k.For(s.var, s.init, s.cond, body, s.step, s.mapping, s.unroll)
+    if isinstance(s, k.If):
+        other = place_barriers(s.otherwise) if s.otherwise is not None else None
+        return k.If(s.cond, place_barriers(s.then), other)
+    return s
+
+
+def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, int, int],
+                 block: tuple[int, int, int], buffers: tuple[k.Buffer, ...],
+                 params: Mapping[str, str]) -> k.Kernel:
+    """One kernel from the isl AST under its ``kernel.N`` mark; ``params`` maps isl
+    parameter names to TC size names."""
+    body = _KernelLowering(fn, grid, block, params).node(ast, _Ctx())
+    if block[0] * block[1] * block[2] > 1:
+        body = place_barriers(body)
+    return k.Kernel(name, buffers, tuple(size_name(s) for s in fn.size_names), body, grid,
+                    block)

@@ -1,0 +1,151 @@
+"""Mapping a tiled schedule tree to GPU kernels, blocks and threads.
+
+The tree is split into kernels: every subtree below the root's sequences and sets
+(one per statement group that isl did not fuse) becomes one kernel, since only a
+kernel boundary can order work done by different blocks. In each kernel:
+
+* the leading members of the outermost band that no dependence crosses (coincident
+  with respect to *all* dependences, reductions included) map to blocks, at most
+  three and at most as many as ``mapToBlocks`` gives (outermost to ``x``);
+* below, on every path, the first band with coincident members maps them to
+  threads, innermost to ``x``, at most as many as ``mapToThreads`` gives;
+* everything else runs sequentially in each thread.
+
+Each mapped member is split into a band of its own, with a mark ``block.x`` /
+``thread.y`` / ... above it and the ``atomic`` loop type, so that isl emits at most
+one loop for it; ``kernel.N`` marks each kernel's root. isl generates the loops
+without knowing the hardware ids; ``codegen.lower`` turns the marked loops into
+wrap-around loops over the ids (so any grid covers any domain), guards statements
+no marked loop distributes, and places barriers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import islpy as isl
+
+from polyhedral.dependences import Dependences
+from polyhedral.schedule import band_coincidence, statement_names
+from polyhedral.scop import Scop
+from tc.options import MappingOptions
+
+AXES = ("x", "y", "z")
+_T = isl.schedule_node_type
+
+
+@dataclass(frozen=True)
+class KernelMapping:
+    """One kernel: its statements and launch configuration (grid in blocks)."""
+
+    index: int
+    statements: tuple[str, ...]
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class MappedSchedule:
+    """A schedule tree with kernel and hardware-mapping marks."""
+
+    scop: Scop
+    schedule: isl.Schedule
+    kernels: tuple[KernelMapping, ...]
+
+    def __str__(self) -> str:
+        lines = [f"kernel {m.index}: grid {m.grid}, block {m.block}, statements "
+                 f"{', '.join(m.statements)}" for m in self.kernels]
+        return "\n".join(lines + [str(self.schedule)])
+
+
+def _pad(sizes: list[int]) -> tuple[int, int, int]:
+    out = list(sizes) + [1] * (3 - len(sizes))
+    return out[0], out[1], out[2]
+
+
+class _Mapper:
+    def __init__(self, deps: Dependences, options: MappingOptions) -> None:
+        self.deps = deps.validity
+        self.blocks = tuple(options.blocks)
+        self.threads = tuple(options.threads)
+        self.kernels: list[KernelMapping] = []
+        self.thread_axes: set[int] = set()
+
+    # -- kernels ---------------------------------------------------------------------------
+    def visit(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
+        t = node.get_type()
+        if t == _T.band and node.band_n_member() > 0 or t == _T.leaf:
+            return self.kernel(node)
+        for i in range(node.n_children()):
+            node = self.visit(node.child(i)).parent()
+        return node
+
+    def kernel(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
+        index = len(self.kernels)
+        stmts = statement_names(node.get_domain())
+        self.thread_axes = set()
+        n_blocks = 0
+        if node.get_type() == _T.band:
+            flags = band_coincidence(node, self.deps)
+            while n_blocks < min(len(flags), 3, len(self.blocks)) and flags[n_blocks]:
+                n_blocks += 1
+        if n_blocks:
+            node = self.map_blocks(node, 0, n_blocks)
+        else:
+            node = self.map_threads(node)
+        grid = _pad([self.blocks[j] for j in range(n_blocks)])
+        used = max(self.thread_axes) + 1 if self.thread_axes else 0
+        block = _pad([self.threads[j] if j in self.thread_axes else 1 for j in range(used)])
+        self.kernels.append(KernelMapping(index, stmts, grid, block))
+        return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
+
+    # -- blocks ------------------------------------------------------------------------------
+    def map_blocks(self, node: isl.ScheduleNode, j: int, n: int) -> isl.ScheduleNode:
+        if j == n:
+            return self.map_threads(node)
+        if node.band_n_member() > 1:
+            node = node.band_split(1)
+        node = node.band_member_set_ast_loop_type(0, isl.ast_loop_type.atomic)
+        node = self.map_blocks(node.child(0), j + 1, n).parent()
+        return node.insert_mark(isl.Id(f"block.{AXES[j]}", context=node.get_ctx()))
+
+    # -- threads -----------------------------------------------------------------------------
+    def map_threads(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
+        t = node.get_type()
+        if t == _T.band and node.band_n_member() > 0:
+            flags = band_coincidence(node, self.deps)
+            if any(flags) and self.threads:
+                inner_first = [i for i in reversed(range(len(flags))) if flags[i]]
+                chosen = {m: a for a, m in enumerate(inner_first[: min(3, len(self.threads))])}
+                self.thread_axes |= set(chosen.values())
+                return self.split_threads(node, 0, len(flags), chosen)
+        for i in range(node.n_children()):
+            node = self.map_threads(node.child(i)).parent()
+        return node
+
+    def split_threads(self, node: isl.ScheduleNode, pos: int, n: int,
+                      chosen: dict[int, int]) -> isl.ScheduleNode:
+        if node.band_n_member() > 1:
+            node = node.band_split(1)
+        if pos in chosen:
+            node = node.band_member_set_ast_loop_type(0, isl.ast_loop_type.atomic)
+        if pos + 1 < n:
+            node = self.split_threads(node.child(0), pos + 1, n, chosen).parent()
+        if pos in chosen:
+            node = node.insert_mark(isl.Id(f"thread.{AXES[chosen[pos]]}",
+                                           context=node.get_ctx()))
+        return node
+
+
+def map_to_gpu(scop: Scop, deps: Dependences, schedule: isl.Schedule,
+               options: MappingOptions) -> MappedSchedule:
+    """Split ``schedule`` (already tiled) into kernels and map them to blocks/threads."""
+    mapper = _Mapper(deps, options)
+    root = mapper.visit(schedule.get_root())
+    return MappedSchedule(scop, root.get_schedule(), tuple(mapper.kernels))
+
+
+def build_ast(mapped: MappedSchedule) -> isl.AstNode:
+    """isl's AST of the mapped schedule (loops named ``c0``, ``c1``, ...)."""
+    build = isl.AstBuild.from_context(mapped.scop.context)
+    return build.node_from_schedule(mapped.schedule)
