@@ -20,6 +20,7 @@ import islpy as isl
 from codegen import kernel as k
 from tc.errors import TcInternalError
 from tc.ir import nodes as ir
+from tc.ir.bounds import needs_runtime_check
 from tc.ir.types import INDEX_TYPE, ScalarType
 
 _I = INDEX_TYPE
@@ -100,10 +101,21 @@ def _op_name(op) -> str:
 # -- statements ---------------------------------------------------------------------------------
 
 
+ERROR_BUFFER = "tc_err"
+
+
 class _Subst(ir.Mutator):
-    def __init__(self, env: Mapping[str, ir.Expr], lets: Mapping[str, str]) -> None:
+    """Index variables to loop expressions, names to kernel names, and an in-kernel
+    bounds check on each read in ``checked`` (recorded in ``checks`` for the error)."""
+
+    def __init__(self, env: Mapping[str, ir.Expr], lets: Mapping[str, str],
+                 checked: set[ir.Read], shapes: Mapping[str, tuple[int, ...]],
+                 checks: list[ir.Read]) -> None:
         self.env = env
         self.lets = lets
+        self.checked = checked
+        self.shapes = shapes
+        self.checks = checks
 
     def mutate_Var(self, e: ir.Var) -> ir.Expr:
         if e.kind == "index":
@@ -116,11 +128,26 @@ class _Subst(ir.Mutator):
 
     def mutate_Read(self, e: ir.Read) -> ir.Expr:
         idx = tuple(self.mutate(i) for i in e.indices)
-        return ir.Read(buffer_name(e.tensor), idx, type=e.type, span=e.span)
+        read = ir.Read(buffer_name(e.tensor), idx, type=e.type, span=e.span)
+        if e not in self.checked:
+            return read
+        cond: ir.Expr | None = None
+        for i, extent in zip(idx, self.shapes[e.tensor], strict=True):
+            ok = _bin("&&", _bin(">=", i, _int(0)), _bin("<", i, _int(extent)))
+            cond = ok if cond is None else _bin("&&", cond, ok)
+        if cond is None:
+            return read
+        self.checks.append(e)
+        report = ir.Call("tc_oob", (_int(len(self.checks)),), type=e.type)
+        return ir.Select(cond, read, report, type=e.type, span=e.span)
 
 
-def instantiate(fn: ir.Function, name: str, args: list[ir.Expr]) -> k.Stmt:
-    """The kernel statement for one instance of scop statement ``S<k>`` / ``S<k>_init``."""
+def instantiate(fn: ir.Function, name: str, args: list[ir.Expr],
+                shapes: Mapping[str, tuple[int, ...]], checks: list[ir.Read]) -> k.Stmt:
+    """The kernel statement for one instance of scop statement ``S<k>`` / ``S<k>_init``.
+
+    Reads that no host check covers are guarded; a failing guard reports the read's
+    number (its position in ``checks``, from 1) in the error buffer."""
     init = name.endswith("_init")
     stage = fn.stages[int(name[1:].removesuffix("_init"))]
     dims = stage.lhs_dims if init else stage.domain
@@ -140,7 +167,7 @@ def instantiate(fn: ir.Function, name: str, args: list[ir.Expr]) -> k.Stmt:
         lets.append(body)
         body = body.body
     names = {let.name: f"l_{let.name}" for let in lets}
-    sub = _Subst(env, names)
+    sub = _Subst(env, names, needs_runtime_check(stage), shapes, checks)
     locals_ = [k.Local(names[let.name], let.value.type, sub.mutate(let.value)) for let in lets]
     store = k.Store(target, indices, sub.mutate(body), op=stage.op)
     return k.Scope(k.seq(*locals_, store)) if locals_ else store
@@ -157,9 +184,12 @@ class _Ctx:
 
 class _KernelLowering:
     def __init__(self, fn: ir.Function, grid: tuple[int, ...], block: tuple[int, ...],
-                 params: Mapping[str, str]) -> None:
+                 params: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
+                 checks: list[ir.Read]) -> None:
         self.fn = fn
         self.params = params
+        self.shapes = shapes
+        self.checks = checks
         self.grid = dict(zip(k.AXES, grid, strict=True))
         self.block = dict(zip(k.AXES, block, strict=True))
 
@@ -220,7 +250,7 @@ class _KernelLowering:
         call = n.user_get_expr()
         name = call.get_op_arg(0).get_id().get_name()
         args = [self.expr(call.get_op_arg(i)) for i in range(1, call.get_op_n_arg())]
-        stmt = instantiate(self.fn, name, args)
+        stmt = instantiate(self.fn, name, args, self.shapes, self.checks)
         guards = [
             _bin("==", k.hw(kind, a), _int(0))
             for kind, sizes, mapped in (("block", self.grid, ctx.blocks),
@@ -280,10 +310,11 @@ def place_barriers(s: k.Stmt) -> k.Stmt:
 
 def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, int, int],
                  block: tuple[int, int, int], buffers: tuple[k.Buffer, ...],
-                 params: Mapping[str, str]) -> k.Kernel:
+                 params: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
+                 checks: list[ir.Read]) -> k.Kernel:
     """One kernel from the isl AST under its ``kernel.N`` mark; ``params`` maps isl
-    parameter names to TC size names."""
-    body = _KernelLowering(fn, grid, block, params).node(ast, _Ctx())
+    parameter names to TC size names, ``shapes`` gives the tensors' concrete shapes."""
+    body = _KernelLowering(fn, grid, block, params, shapes, checks).node(ast, _Ctx())
     if block[0] * block[1] * block[2] > 1:
         body = place_barriers(body)
     return k.Kernel(name, buffers, tuple(size_name(s) for s in fn.size_names), body, grid,

@@ -84,7 +84,37 @@ OPENCL = Dialect(
     header="",
 )
 
-DIALECTS = {"cuda": CUDA, "opencl": OPENCL}
+# The kernel AST as readable pseudo-C (``--stage kernel``): ids and barriers by name.
+NEUTRAL = Dialect(
+    name="kernel",
+    kernel_decl="kernel",
+    global_ptr="global ",
+    const_ptr="const ",
+    restrict="",
+    shared="shared",
+    barrier="barrier();",
+    hw={(kind, a): f"{kind}.{a}" for kind in ("block", "thread", "grid", "block_dim")
+        for a in k.AXES},
+    types=_C_TYPES,
+    helper="",
+    float_suffix_fns=False,
+    header="",
+)
+
+DIALECTS = {"cuda": CUDA, "opencl": OPENCL, "kernel": NEUTRAL}
+
+
+def _bare(text: str) -> str:
+    """``text`` without one pair of enclosing parentheses (compilers warn on ``((a == b))``)."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(text) - 1:
+            return text
+    return text[1:-1]
 
 # Storage types of buffer elements (what pointers point to).
 _STORAGE = {T.BOOL: T.UINT8, T.FLOAT16: T.UINT16, T.BFLOAT16: T.UINT16}
@@ -131,6 +161,7 @@ def _helpers(d: Dialect) -> dict[str, str]:
         "sigmoid_f": f"{h} float tc_sigmoid_f(float x) {{ return 1.0f / (1.0f + "
                      f"{'expf' if d.float_suffix_fns else 'exp'}(-x)); }}",
         "sigmoid_d": f"{h} double tc_sigmoid_d(double x) {{ return 1.0 / (1.0 + exp(-x)); }}",
+        "oob": f"{h} int tc_oob({d.global_ptr}int* e, int id) {{ *e = id; return 0; }}",
     }
     for t in (T.INT8, T.INT16, T.INT32, T.INT64, T.UINT8, T.UINT16, T.UINT32, T.UINT64):
         c = d.types[t]
@@ -149,7 +180,7 @@ def _helpers(d: Dialect) -> dict[str, str]:
     return out
 
 
-_HELPERS = {name: _helpers(d) for name, d in DIALECTS.items()}
+_HELPERS = {name: _helpers(d) for name, d in DIALECTS.items() if name != "kernel"}
 
 
 class _Printer:
@@ -298,6 +329,8 @@ class _Printer:
         args = ", ".join(self.expr(a) for a in e.args)
         double = e.type is T.FLOAT64
         fn = e.fn
+        if fn == "tc_oob":
+            return f"(({self.ctype(e.type)}){self.use('oob')}(tc_err, {args}))"
         if fn == "sigmoid":
             return f"{self.use('sigmoid_d' if double else 'sigmoid_f')}({args})"
         if fn == "rcbrt" and self.d.name == "opencl":
@@ -327,7 +360,7 @@ class _Printer:
             self.stmt(c, depth)
 
     def s_For(self, s: k.For, depth: int) -> None:
-        init, cond, v = self.expr(s.init), self.expr(s.cond), s.var
+        init, cond, v = self.expr(s.init), _bare(self.expr(s.cond)), s.var
         step = str(s.step)
         if s.mapping is None:
             start, inc = init, step
@@ -349,7 +382,7 @@ class _Printer:
         self.emit("}", depth)
 
     def s_If(self, s: k.If, depth: int) -> None:
-        self.emit(f"if ({self.expr(s.cond)}) {{", depth)
+        self.emit(f"if ({_bare(self.expr(s.cond))}) {{", depth)
         self.stmt(s.then, depth + 1)
         if s.otherwise is not None:
             self.emit("} else {", depth)
@@ -389,11 +422,10 @@ class _Printer:
     # -- the kernel -------------------------------------------------------------------------
     def kernel(self) -> str:
         d = self.d
-        written = {s.buffer for s in k.walk_stmts(self.k.body) if isinstance(s, k.Store)}
         params = []
         for b in self.k.arguments:
             ct = self.ctype(_STORAGE.get(b.dtype, b.dtype))
-            const = d.const_ptr if b.name not in written else ""
+            const = d.const_ptr if b.read_only else ""
             params.append(f"{d.global_ptr}{const}{ct}* {d.restrict} {b.name}")
         params += [f"int {n}" for n in self.k.sizes]
         for b in self.k.buffers:
@@ -417,7 +449,7 @@ class _Printer:
             head.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
         if d.name == "cuda":
             head.append("#define isfinite(x) (!isinf(x) && !isnan(x))")
-        helpers = [_HELPERS[d.name][h] for h in sorted(self.used)]
+        helpers = [_HELPERS[d.name][h] for h in sorted(self.used)] if d.name != "kernel" else []
         sig = f"{d.kernel_decl}{bounds} {self.k.name}({', '.join(params)})"
         return "\n".join(head + helpers + [f"{sig} {{", body, "}", ""])
 

@@ -8,7 +8,7 @@ torch tensors::
     C = T.matmul(A, B)
 """
 
-from tc.api import TC, TcFunction, define, make_naive_options_factory
+from tc.api import TC, TcFunction, compile, define, make_naive_options_factory
 from tc.errors import (
     TcArgumentError,
     TcArgumentTypeError,
@@ -41,6 +41,7 @@ __all__ = [
     "TcSemanticError",
     "TcSyntaxError",
     "TcTypeError",
+    "compile",
     "define",
     "make_naive_options_factory",
 ]

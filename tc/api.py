@@ -9,7 +9,7 @@ import torch
 
 from tc.arguments import BoundCall, bind, check_outputs
 from tc.backend import Backend, get_backend
-from tc.errors import TcArgumentError
+from tc.errors import TcArgumentError, TcArgumentTypeError
 from tc.ir import nodes as ir
 from tc.lang.frontend import check_text
 from tc.lang.printer import canonical_text
@@ -64,10 +64,7 @@ class TcFunction:
             if isinstance(outputs, torch.Tensor):
                 outputs = (outputs,)
             check_outputs(self.ir, call, list(outputs))
-        options = None
-        if self._unit.options_factory is not None and self._unit.backend.name != "reference":
-            options = self._unit.options_factory(self._unit.lang, self.name, *call.inputs)
-        results = self._unit.backend.run(self.ir, call, options)
+        results = self._unit.backend.run(self.ir, call, self._unit.options_for)
         if outputs is not None:
             for dst, src in zip(outputs, results, strict=True):
                 dst.copy_(src)
@@ -83,11 +80,29 @@ class TC:
         self.lang = lang
         self.options_factory = options_factory
         self.backend = backend
+        self._options: dict[tuple, MappingOptions] = {}
         checked = check_text(lang)
         self._functions = {
             name: TcFunction(self, fn, canonical_text(checked.definition(name)))
             for name, fn in checked.functions.items()
         }
+
+    def options_for(self, fn: ir.Function, call: BoundCall) -> MappingOptions:
+        """The mapping options of an entry point for a call's signature: asked of the
+        options factory once per signature (naive options without a factory)."""
+        key = (fn.name, call.signature())
+        opts = self._options.get(key)
+        if opts is None:
+            if self.options_factory is None:
+                opts = MappingOptions("naive")
+            else:
+                opts = self.options_factory(self.lang, fn.name, *call.inputs)
+                if not isinstance(opts, MappingOptions):
+                    raise TcArgumentTypeError(
+                        f"the options factory returned {type(opts).__name__}, not "
+                        "tc.MappingOptions")
+            self._options[key] = opts
+        return opts
 
     @property
     def entry_points(self) -> tuple[str, ...]:
@@ -118,8 +133,41 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
            backend: str | None = None) -> TC:
     """Parse and check every definition of ``lang``; an invalid text raises here.
 
-    ``backend`` is ``"reference"`` (the numpy interpreter) or, once available,
-    ``"opencl"`` / ``"cuda"``; ``options_factory(lang, entry_point, *inputs)`` supplies
-    the mapping options of compiled back ends.
+    ``backend`` is ``"reference"`` (the numpy interpreter), ``"opencl"`` (kernels on
+    PoCL's CPU device), ``"cuda"`` (kernels on a CUDA GPU), or None: CUDA tensors go
+    to ``"cuda"``, CPU tensors to ``"opencl"``. ``options_factory(lang, entry_point,
+    *inputs)`` supplies the mapping options of compiled back ends (naive by default).
     """
     return TC(lang, options_factory, get_backend(backend))
+
+
+def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,  # noqa: A001
+            *inputs: Any, backend: str | None = None, arch: str | None = None):
+    """Compile one definition for the signature of ``inputs``; returns an executor.
+
+    ``executor(*inputs, outputs=None)`` runs it; ``executor.kernels`` lists each kernel
+    with ``.source``, ``.grid``, ``.block`` and, for CUDA, ``.ptx`` and ``.resources``.
+    ``backend`` is ``"opencl"`` or ``"cuda"`` (None: by the inputs' device); ``arch``
+    picks the CUDA architecture (default: the device's, or sm_80 without one).
+    """
+    from tc.backend import CompiledBackend
+
+    if mapping_options is None:
+        mapping_options = MappingOptions("naive")
+    if not isinstance(mapping_options, MappingOptions):
+        raise TcArgumentTypeError("mapping_options must be a tc.MappingOptions or None")
+    fn = TC(lang, None, get_backend("reference"))[entry_point].ir
+    call = bind(fn, inputs)
+    if backend is None:
+        backend = "cuda" if call.device.type == "cuda" else "opencl"
+    if backend not in ("opencl", "cuda"):
+        raise TcArgumentError(f"tc.compile needs backend 'opencl' or 'cuda', not {backend!r}")
+    if backend == "cuda":
+        # Compiling needs no device; only running does.
+        from codegen.compiler import compile_program
+        from codegen.executor import Executor
+
+        program = compile_program(fn, mapping_options, call.sizes,
+                                  [t.stride() for t in call.inputs])
+        return Executor(program, "cuda", call.signature(), arch)
+    return CompiledBackend(backend, arch).executor(fn, call, mapping_options)

@@ -1,11 +1,17 @@
 """Back ends: what runs a checked definition on bound arguments.
 
-Only the reference back end (the numpy interpreter) exists at this stage; the OpenCL
-and CUDA back ends plug into the same interface.
+``reference`` is the numpy interpreter. ``opencl`` compiles with the polyhedral
+pipeline and runs the OpenCL C kernels on PoCL's CPU device; ``cuda`` runs the CUDA C
+kernels on a CUDA GPU (compiling works everywhere, launching needs a device). With
+``backend=None`` each call goes to ``cuda`` for CUDA tensors and ``opencl`` otherwise.
+Compiled executors are memoised per (definition, input signature, options) in the
+back-end object, so repeated calls never recompile.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -14,15 +20,19 @@ from tc.arguments import BoundCall, from_numpy, to_numpy
 from tc.errors import TcBackendError
 from tc.ir import interpret
 from tc.ir import nodes as ir
+from tc.options import MappingOptions
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("reference", "opencl", "cuda")
+
+OptionsFor = Callable[[ir.Function, BoundCall], MappingOptions]
 
 
 class Backend(Protocol):
     name: str
 
-    def run(self, fn: ir.Function, call: BoundCall, options: object | None
-            ) -> list[torch.Tensor]:
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
         """Compute ``fn``'s outputs for checked arguments."""
         ...
 
@@ -32,17 +42,69 @@ class ReferenceBackend:
 
     name = "reference"
 
-    def run(self, fn: ir.Function, call: BoundCall, options: object | None
-            ) -> list[torch.Tensor]:
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
         arrays = {d.name: to_numpy(t) for d, t in zip(fn.inputs, call.inputs, strict=True)}
         results = interpret.run(fn, arrays, call.sizes)
         return [from_numpy(results[t.name], t.dtype, call.device) for t in fn.outputs]
 
 
-def get_backend(name: str | None) -> Backend:
-    """The back end called ``name`` (None picks the default)."""
-    if name is None or name == "reference":
+class CompiledBackend:
+    """Compiles through polyhedral/ and codegen/, memoising one executor per signature."""
+
+    def __init__(self, name: str, arch: str | None = None) -> None:
+        self.name = name
+        self.arch = arch
+        self._executors: dict[tuple, object] = {}
+
+    def executor(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
+        """The executor for this call's signature (compiled on first use)."""
+        from codegen.compiler import compile_program
+        from codegen.executor import Executor
+
+        key = (fn, call.signature(), options.key())
+        ex = self._executors.get(key)
+        if ex is None:
+            if self.name == "cuda" and call.device.type != "cuda":
+                from codegen.nvrtc import cuda_device_available
+
+                if not cuda_device_available():
+                    raise TcBackendError("backend 'cuda': no CUDA device is present; use "
+                                         "backend='opencl' to run on the CPU")
+            if self.name == "opencl" and call.device.type != "cpu":
+                raise TcBackendError(f"backend 'opencl' runs on CPU tensors, got tensors on "
+                                     f"{call.device}")
+            log.info("compiling %s for %s", fn.name, call.signature())
+            program = compile_program(fn, options, call.sizes,
+                                      [t.stride() for t in call.inputs])
+            ex = Executor(program, self.name, call.signature(), self.arch)
+            self._executors[key] = ex
+        return ex
+
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
+        return self.executor(fn, call, options(fn, call)).run(call)
+
+
+class AutoBackend:
+    """``backend=None``: CUDA tensors to ``cuda``, everything else to ``opencl``."""
+
+    name = "auto"
+
+    def __init__(self) -> None:
+        self._by_name = {"cuda": CompiledBackend("cuda"), "opencl": CompiledBackend("opencl")}
+
+    def pick(self, call: BoundCall) -> CompiledBackend:
+        return self._by_name["cuda" if call.device.type == "cuda" else "opencl"]
+
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
+        return self.pick(call).run(fn, call, options)
+
+
+def get_backend(name: str | None, arch: str | None = None) -> Backend:
+    """The back end called ``name`` (None: by the device of each call's tensors)."""
+    if name is None:
+        return AutoBackend()
+    if name == "reference":
         return ReferenceBackend()
-    if name in BACKENDS:
-        raise TcBackendError(f"backend '{name}' is not available yet; use backend='reference'")
+    if name in ("opencl", "cuda"):
+        return CompiledBackend(name, arch)
     raise TcBackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

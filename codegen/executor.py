@@ -1,0 +1,130 @@
+"""Running a compiled program: the launch path shared by the OpenCL and CUDA back ends.
+
+Allocating outputs and temporaries, packing arguments, evaluating the host program
+and reading the error flag are the same code for both; only "launch one kernel"
+differs (PoCL through pyopencl, or cupy on a CUDA device).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from codegen import host as host_mod
+from codegen.compiler import CompiledKernel, CompiledProgram
+from codegen.launch import KernelArg
+from tc.arguments import TORCH_DTYPES, BoundCall
+from tc.errors import TcArgumentError, TcBackendError, TcRangeError
+from tc.ir.types import ScalarType
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("opencl", "cuda")
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """What ``executor.kernels`` shows of one kernel."""
+
+    name: str
+    source: str
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    ptx: str | None = None
+    resources: dict = field(default_factory=dict)
+
+
+class Executor:
+    """A definition compiled for one input signature on one back end.
+
+    Call it with tensors of that signature: ``executor(*inputs, outputs=None)``.
+    """
+
+    def __init__(self, program: CompiledProgram, backend: str, signature: tuple,
+                 arch: str | None = None) -> None:
+        if backend not in BACKENDS:
+            raise TcBackendError(f"unknown compiled backend {backend!r}")
+        self.program = program
+        self.backend = backend
+        self.signature = signature
+        self._compiled: list[object] = []
+        infos = []
+        for ck in program.kernels:
+            if backend == "cuda":
+                from codegen.nvrtc import compile_cuda
+
+                cc = compile_cuda(ck.cuda_source, ck.name, arch)
+                self._compiled.append(cc)
+                infos.append(KernelInfo(ck.name, ck.cuda_source, ck.grid, ck.block, cc.ptx,
+                                        dict(cc.resources)))
+            else:
+                from codegen.opencl import build_program
+
+                self._compiled.append(build_program(ck.opencl_source))
+                infos.append(KernelInfo(ck.name, ck.opencl_source, ck.grid, ck.block))
+        self.kernels: list[KernelInfo] = infos
+
+    @property
+    def fn(self):
+        return self.program.fn
+
+    def __call__(self, *inputs: torch.Tensor, outputs: Sequence[torch.Tensor] | None = None):
+        from tc.arguments import bind, check_outputs
+
+        call = bind(self.fn, inputs)
+        if outputs is not None:
+            outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+            check_outputs(self.fn, call, outputs)
+        results = self.run(call)
+        if outputs is not None:
+            for dst, src in zip(outputs, results, strict=True):
+                dst.copy_(src)
+            results = list(outputs)
+        return results[0] if len(results) == 1 else tuple(results)
+
+    def run(self, call: BoundCall) -> list[torch.Tensor]:
+        """Run on checked arguments; returns the outputs in declared order."""
+        if call.signature() != self.signature:
+            raise TcArgumentError(
+                f"{self.fn.name}: this executor was compiled for other input sizes, "
+                "strides or device; compile again (tc.define does it for you)")
+        from tc.ir.bounds import check_static_bounds
+
+        check_static_bounds(self.fn, call.sizes)
+        dev = call.device
+        made = []
+        for t in self.fn.outputs + self.fn.temps:
+            shape = tuple(s.evaluate(call.sizes) for s in t.shape)
+            made.append(torch.zeros(shape, dtype=TORCH_DTYPES[t.dtype], device=dev))
+        err = torch.zeros(1, dtype=torch.int32, device=dev)
+        tensors = list(call.inputs) + made + [err]
+        n_in = len(call.inputs)
+        args = [KernelArg.buffer(t, written=i >= n_in) for i, t in enumerate(tensors)]
+        args += [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32)
+                 for n in self.fn.size_names]
+        for index in host_mod.launches(self.program.host, call.sizes):
+            self._launch(index, self.program.kernels[index], args)
+        code = int(err.item())
+        if code:
+            read = self.program.checks[code - 1]
+            span = read.span
+            raise TcRangeError(f"read of '{read.tensor}' out of bounds (found by the kernel)",
+                               line=span.line if span else None,
+                               column=span.column if span else None,
+                               source=self.fn.source or None)
+        return made[: len(self.fn.outputs)]
+
+    def _launch(self, index: int, ck: CompiledKernel, args: list[KernelArg]) -> None:
+        compiled = self._compiled[index]
+        log.debug("launch %s grid=%s block=%s", ck.name, ck.grid, ck.block)
+        if self.backend == "cuda":
+            from codegen.nvrtc import launch_cuda
+
+            launch_cuda(compiled, ck.grid, ck.block, args)
+        else:
+            from codegen.opencl import launch
+
+            launch(compiled, ck.name, ck.grid, ck.block, args)
