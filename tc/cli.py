@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from tc.arguments import check_ranges
 from tc.errors import TcError
 from tc.ir.printer import function_str
 from tc.lang.frontend import CheckedProgram, check_text
 from tc.lang.printer import tree_text
+from tc.options import MappingOptions
 
-STAGES = ("ast", "ir")
+STAGES = ("ast", "ir", "scop", "schedule", "kernel", "cuda", "opencl")
+_COMPILED_STAGES = STAGES[2:]
 
 
 def _read(path: str) -> str:
@@ -82,9 +86,63 @@ def cmd_explain(args: argparse.Namespace) -> int:
                       f"{entry} (its sizes: {', '.join(fn.size_names) or 'none'})")
     if args.stage == "ast":
         print(tree_text(checked.definition(entry)))
-    else:
+    elif args.stage == "ir":
         print(function_str(fn, sizes))
+    else:
+        print(_compiled_stage(fn, sizes, args))
     return 0
+
+
+def _options(text: str | None) -> MappingOptions:
+    if text is None:
+        return MappingOptions("naive")
+    if text.strip().startswith("{"):
+        return MappingOptions.deserialize(text)
+    if os.path.exists(text):
+        with open(text, encoding="utf-8") as f:
+            return MappingOptions.deserialize(f.read())
+    return MappingOptions(text)
+
+
+def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
+    from codegen.compiler import compile_program
+    from codegen.printer import print_kernel
+
+    missing = [n for n in fn.size_names if n not in sizes]
+    if missing:
+        raise TcError(f"--stage {args.stage} compiles for concrete sizes: give every size "
+                      f"with --sizes (missing: {', '.join(missing)})")
+    check_ranges(fn, sizes)
+    strides = []
+    for t in fn.inputs:
+        shape = [s.evaluate(sizes) for s in t.shape]
+        acc, st = 1, []
+        for n in reversed(shape):
+            st.append(acc)
+            acc *= max(n, 1)
+        strides.append(tuple(reversed(st)))
+    program = compile_program(fn, _options(args.options), sizes, strides)
+    if args.stage in ("scop", "schedule"):
+        if args.stage == "scop":
+            return program.stages["scop"]
+        return (program.stages["schedule"] + "\n# mapped to the GPU:\n" +
+                program.stages["mapped"])
+    out = [f"# host program\n{program.stages['host']}"]
+    for ck in program.kernels:
+        head = f"# kernel {ck.name}: grid {ck.grid}, block {ck.block}"
+        if args.stage == "kernel":
+            out.append(f"{head}\n{print_kernel(ck.kernel, 'kernel')}")
+        elif args.stage == "opencl":
+            out.append(f"{head}\n{ck.opencl_source}")
+        else:
+            from codegen.nvrtc import compile_cuda
+
+            res = compile_cuda(ck.cuda_source, ck.name, args.arch).resources
+            usage = (f"# {args.arch or 'default arch'}: {res.get('registers', 0)} registers, "
+                     f"{res.get('spill_bytes', 0)} spill bytes, "
+                     f"{res.get('shared_bytes', 0)} shared bytes")
+            out.append(f"{head}\n{usage}\n{ck.cuda_source}")
+    return "\n\n".join(out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--entry", help="the definition (needed when the file has several)")
     e.add_argument("--sizes", help="concrete sizes, e.g. M=64,N=32")
     e.add_argument("--stage", choices=STAGES, default="ir", help="the stage to print")
+    e.add_argument("--options", help="mapping options: a preset name (naive, mlp, ...), "
+                   "serialized options (JSON text) or a file holding them; default naive")
+    e.add_argument("--arch", help="CUDA architecture for --stage cuda (default sm_80)")
     e.set_defaults(func=cmd_explain)
     return p
 
