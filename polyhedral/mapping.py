@@ -58,6 +58,18 @@ class MappedSchedule:
         return "\n".join(lines + [str(self.schedule)])
 
 
+def constant_members(node: isl.ScheduleNode) -> tuple[bool, ...]:
+    """For each member of a band: does it take a single value (an untiled member's
+    constant tile coordinate, or a dimension of extent 1)? Such a loop is degenerate:
+    mapping it would leave all but one block or thread idle."""
+    mupa = node.band_get_partial_schedule()
+    out = []
+    for i in range(node.band_n_member()):
+        values = isl.UnionMap.from_union_pw_aff(mupa.get_at(i)).range()
+        out.append(values.is_empty() or isl.Set.from_union_set(values).is_singleton())
+    return tuple(out)
+
+
 def _pad(sizes: list[int]) -> tuple[int, int, int]:
     out = list(sizes) + [1] * (3 - len(sizes))
     return out[0], out[1], out[2]
@@ -84,44 +96,85 @@ class _Mapper:
         index = len(self.kernels)
         stmts = statement_names(node.get_domain())
         self.thread_axes = set()
-        n_blocks = 0
+        chosen: list[int] = []  # band members mapped to blocks x, y, z
+        depth = 0  # how many leading members the block mapping spans
         if node.get_type() == _T.band:
             flags = band_coincidence(node, self.deps)
-            while n_blocks < min(len(flags), 3, len(self.blocks)) and flags[n_blocks]:
-                n_blocks += 1
-        if n_blocks:
-            node = self.map_blocks(node, 0, n_blocks)
+            const = constant_members(node)
+            while depth < len(flags) and (flags[depth] or const[depth]):
+                if len(chosen) == min(3, len(self.blocks)):
+                    break
+                if not const[depth]:
+                    chosen.append(depth)
+                depth += 1
+        if chosen:
+            axes = {m: j for j, m in enumerate(chosen)}
+            node = self.map_blocks(node, 0, chosen[-1] + 1, axes)
         else:
             node = self.map_threads(node)
-        grid = _pad([self.blocks[j] for j in range(n_blocks)])
+        grid = _pad([self.blocks[j] for j in range(len(chosen))])
         used = max(self.thread_axes) + 1 if self.thread_axes else 0
         block = _pad([self.threads[j] if j in self.thread_axes else 1 for j in range(used)])
         self.kernels.append(KernelMapping(index, stmts, grid, block))
         return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
 
     # -- blocks ------------------------------------------------------------------------------
-    def map_blocks(self, node: isl.ScheduleNode, j: int, n: int) -> isl.ScheduleNode:
+    def map_blocks(self, node: isl.ScheduleNode, j: int, n: int,
+                   axes: dict[int, int]) -> isl.ScheduleNode:
+        """Split the first ``n`` members into single bands, marking those in ``axes``."""
         if j == n:
             return self.map_threads(node)
         if node.band_n_member() > 1:
             node = node.band_split(1)
-        node = node.band_member_set_ast_loop_type(0, isl.ast_loop_type.atomic)
-        node = self.map_blocks(node.child(0), j + 1, n).parent()
-        return node.insert_mark(isl.Id(f"block.{AXES[j]}", context=node.get_ctx()))
+        if j in axes:
+            node = node.band_member_set_ast_loop_type(0, isl.ast_loop_type.atomic)
+        node = self.map_blocks(node.child(0), j + 1, n, axes).parent()
+        if j not in axes:
+            return node
+        return node.insert_mark(isl.Id(f"block.{AXES[axes[j]]}", context=node.get_ctx()))
 
     # -- threads -----------------------------------------------------------------------------
+    def thread_flags(self, node: isl.ScheduleNode) -> list[bool]:
+        """The members of a band that threads may run in parallel (coincident, and not
+        a degenerate single-valued loop)."""
+        const = constant_members(node)
+        return [c and not k for c, k in zip(band_coincidence(node, self.deps), const,
+                                            strict=True)]
+
     def map_threads(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
-        t = node.get_type()
-        if t == _T.band and node.band_n_member() > 0:
-            flags = band_coincidence(node, self.deps)
-            if any(flags) and self.threads:
-                inner_first = [i for i in reversed(range(len(flags))) if flags[i]]
-                chosen = {m: a for a, m in enumerate(inner_first[: min(3, len(self.threads))])}
-                self.thread_axes |= set(chosen.values())
-                return self.split_threads(node, 0, len(flags), chosen)
-        for i in range(node.n_children()):
-            node = self.map_threads(node.child(i)).parent()
-        return node
+        """Map threads on the innermost band with parallel members along the chain of
+        nested bands starting at ``node`` (for a tiled band, its point band); with none,
+        in each branch of the sequence or set that ends the chain."""
+        depth, best = 0, None
+        n = node
+        while True:
+            t = n.get_type()
+            if t == _T.band and n.band_n_member() > 0:
+                flags = self.thread_flags(n)
+                if any(flags) and self.threads:
+                    best = (depth, flags)
+            elif t not in (_T.band, _T.mark, _T.filter):
+                break
+            if n.n_children() != 1:
+                break
+            n = n.child(0)
+            depth += 1
+        if best is None:
+            for i in range(n.n_children()):
+                n = self.map_threads(n.child(i)).parent()
+        else:
+            n = node
+            for _ in range(best[0]):
+                n = n.child(0)
+            flags = best[1]
+            inner_first = [i for i in reversed(range(len(flags))) if flags[i]]
+            chosen = {m: a for a, m in enumerate(inner_first[: min(3, len(self.threads))])}
+            self.thread_axes |= set(chosen.values())
+            n = self.split_threads(n, 0, len(flags), chosen)
+            depth = best[0]
+        for _ in range(depth):
+            n = n.parent()
+        return n
 
     def split_threads(self, node: isl.ScheduleNode, pos: int, n: int,
                       chosen: dict[int, int]) -> isl.ScheduleNode:
