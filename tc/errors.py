@@ -37,9 +37,11 @@ class TcError(Exception):
             return self.message
         text = f"{self.kind}: {self.message} at line {self.line}, column {self.column}"
         if self.source is not None:
-            lines = self.source.splitlines()
+            # Lines end at "\n" only, as the parser counts them (splitlines() would also
+            # split at "\r", "\f", ... and show the wrong line).
+            lines = self.source.split("\n")
             if 1 <= self.line <= len(lines):
-                src = lines[self.line - 1].expandtabs(1)
+                src = lines[self.line - 1].rstrip("\r").expandtabs(1)
                 col = max(1, self.column or 1)
                 text += f"\n    {src}\n    {' ' * (col - 1)}^"
         return text

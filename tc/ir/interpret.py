@@ -116,14 +116,19 @@ def _const(value, t: ScalarType) -> np.ndarray:
 
 
 def _c_round(x: np.ndarray) -> np.ndarray:
-    return np.copysign(np.floor(np.abs(x) + np.asarray(0.5, x.dtype)), x)
+    """C's round: halfway cases away from zero. ``x - trunc(x)`` is exact, whereas
+    ``floor(|x| + 0.5)`` rounds 0.49999997 up to 1."""
+    t = np.trunc(x)
+    away = np.abs(x - t) >= np.asarray(0.5, x.dtype)
+    return np.where(away, t + np.copysign(np.asarray(1, x.dtype), x), t).astype(x.dtype)
 
 
 def _torch_fn(f):
     def apply(*xs: np.ndarray) -> np.ndarray:
         dtype = np.result_type(*xs)
         work = np.float64 if dtype == np.float64 else np.float32
-        out = f(*(torch.from_numpy(np.ascontiguousarray(x, dtype=work)) for x in xs))
+        # np.array, not np.ascontiguousarray: the latter turns a 0-d array into 1-d.
+        out = f(*(torch.from_numpy(np.array(x, dtype=work)) for x in xs))
         return out.numpy().astype(dtype, copy=False)
 
     return apply
@@ -190,8 +195,10 @@ class _Eval:
         return v if isinstance(v, np.ndarray) else np.asarray(v, dtype=e.type.numpy_dtype)
 
     def Let(self, e: ir.Let, mask) -> np.ndarray:
-        self.env[e.name] = self.eval(e.value, mask)
-        return self.eval(e.body, mask)
+        while isinstance(e, ir.Let):  # a loop, not a recursion: a statement may have many lets
+            self.env[e.name] = self.eval(e.value, mask)
+            e = e.body
+        return self.eval(e, mask)
 
     def Read(self, e: ir.Read, mask) -> np.ndarray:
         data = self.store[e.tensor]

@@ -23,7 +23,7 @@ class Atom:
     divisor: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Sym:
     """``sum(coeff * atom) + const``, with atoms sorted and no zero coefficient."""
 
@@ -83,9 +83,14 @@ class Sym:
             raise ValueError("division by a non-positive constant")
         if d == 1:
             return self
-        if all(c % d == 0 for _, c in self.terms):
-            return Sym._make({a: c // d for a, c in self.terms}, 0) + self.const // d
-        return Sym(((Atom("div", args=(self,), divisor=d), 1),), 0)
+        # floor((d*q + r + d*k + m) / d) = q + k + floor((r + m) / d): pull out of the
+        # division every term and the part of the constant that ``d`` divides, so that
+        # equal expressions get one normal form ((N + 3) / 3 is N / 3 + 1).
+        whole = Sym._make({a: c // d for a, c in self.terms if c % d == 0}, self.const // d)
+        rest = Sym._make({a: c for a, c in self.terms if c % d != 0}, self.const % d)
+        if rest.is_const:
+            return whole + rest.const // d
+        return whole + Sym(((Atom("div", args=(rest,), divisor=d), 1),), 0)
 
     def ceildiv(self, d: int) -> Sym:
         return (self + (d - 1)).floordiv(d)

@@ -41,6 +41,11 @@ _TERMINALS = {
     "$END": "the end of the text",
 }
 
+#: How deeply expressions may nest. Every pass after the parser walks expressions
+#: recursively; this bound keeps them all far from Python's recursion limit, so that a
+#: text the front end accepts never crashes a later pass.
+MAX_EXPR_DEPTH = 256
+
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
@@ -85,7 +90,9 @@ def _expected(names: set[str]) -> str:
 
 
 def _end_position(source: str) -> tuple[int, int]:
-    lines = source.split("\n")
+    """Just after the last character that is not white space, so that the message can
+    show the line where the text stops (1, 1 for a blank text)."""
+    lines = source.rstrip().split("\n")
     return len(lines), len(lines[-1]) + 1
 
 
@@ -124,6 +131,7 @@ class _Builder:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.depth = 0
 
     def definition(self, t: Tree) -> ast.Definition:
         name, *rest = t.children
@@ -181,6 +189,18 @@ class _Builder:
         return ast.LetClause(_span(t), _ident(name), self.expr(e))
 
     def expr(self, t: Tree | Token) -> ast.Expr:
+        self.depth += 1
+        try:
+            if self.depth > MAX_EXPR_DEPTH:
+                span = _span(t)
+                raise TcSyntaxError(f"the expression is nested too deeply (more than "
+                                    f"{MAX_EXPR_DEPTH} levels)", line=span.line,
+                                    column=span.column, source=self.source)
+            return self._expr(t)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, t: Tree | Token) -> ast.Expr:
         kind = t.data
         c = t.children
         span = _span(t)

@@ -29,6 +29,9 @@ from tc.lang.builtins import BUILTINS, MATH_BUILTINS
 from tc.lang.ranges import Constraint, infer
 
 _REDUCTIONS = {"+=": "+", "*=": "*", "min=": "min", "max=": "max"}
+# Words the lexer reads as keywords or types where they can be, and as names elsewhere:
+# a tensor, size, index or let with one of these names could never be used.
+_RESERVED = frozenset(TYPE_NAMES) | {"def", "where", "in", "exists"}
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
@@ -77,16 +80,27 @@ class _DefChecker:
         self.size_spans: dict[str, Span] = {}
         self.stages: list[ir.Stage] = []
         self.temp_order: list[str] = []
+        # Every tensor some statement writes, so that a use before its first write is
+        # reported as such rather than as an undefined name or an index.
+        self.lhs_names = {st.tensor.name for st in d.statements}
 
     def fail(self, cls: type[TcError], msg: str, span: Span) -> TcError:
         return _error(cls, msg, span, self.source)
 
     # -- declarations -------------------------------------------------------------
-    def declare_name(self, ident: ast.Ident, what: str) -> None:
+    def check_reserved(self, ident: ast.Ident, what: str) -> None:
+        """Builtin function names, type names and keywords cannot name anything."""
         name = ident.name
         if name in BUILTINS:
             raise self.fail(TcNameError, f"'{name}' is a builtin function and cannot name "
-                            f"a {what}", ident.span)
+                            f"{what}", ident.span)
+        if name in _RESERVED:
+            raise self.fail(TcNameError, f"'{name}' is a reserved word and cannot name "
+                            f"{what}", ident.span)
+
+    def declare_name(self, ident: ast.Ident, what: str) -> None:
+        name = ident.name
+        self.check_reserved(ident, f"a {what}")
         if name in self.tensors or name in self.sizes:
             prev = self.tensors[name].span if name in self.tensors else self.size_spans[name]
             raise self.fail(TcNameError, f"duplicate name '{name}' (first declared at line "
@@ -114,8 +128,9 @@ class _DefChecker:
 
     def run(self) -> ir.Function:
         for p in self.d.params:
-            self.declare_name(p.name, "tensor")
+            # Dimensions first, so that `float(A) A` is a duplicate at the tensor's name.
             shape = self.dims(p.dims, p.name.name, bind=True)
+            self.declare_name(p.name, "tensor")
             self.tensors[p.name.name] = _Tensor(p.name.name, self.scalar_type(p.type_name),
                                                 shape, "input", p.name.span, typed=True)
         for r in self.d.results:
@@ -151,9 +166,7 @@ class _DefChecker:
     # -- statements ------------------------------------------------------------------
     def statement(self, st: ast.Statement) -> ir.Stage:
         name = st.tensor.name
-        if name in BUILTINS:
-            raise self.fail(TcNameError, f"'{name}' is a builtin function and cannot name "
-                            "a tensor", st.tensor.span)
+        self.check_reserved(st.tensor, "a tensor")
         if name in self.sizes:
             raise self.fail(TcNameError, f"'{name}' is a size symbol, not a tensor",
                             st.tensor.span)
@@ -196,10 +209,9 @@ class _DefChecker:
                 scope.indices.setdefault(c.index.name, c.index.span)
         for c in lets:
             n = c.name.name
-            if n in BUILTINS:
-                raise self.fail(TcNameError, f"'{n}' is a builtin function and cannot name a "
-                                "let binding", c.name.span)
-            if n in self.tensors or n in self.sizes or n in scope.indices or n in let_values:
+            self.check_reserved(c.name, "a let binding")
+            if (n in self.tensors or n in self.lhs_names or n in self.sizes
+                    or n in scope.indices or n in let_values):
                 raise self.fail(TcNameError, f"duplicate name '{n}'", c.name.span)
             value = self.expr(c.expr, scope, guarded=False)
             let_values[n] = value
@@ -321,10 +333,8 @@ class _DefChecker:
 
     def check_index_name(self, ident: ast.Ident, scope: _Scope) -> None:
         n = ident.name
-        if n in BUILTINS:
-            raise self.fail(TcNameError, f"'{n}' is a builtin function and cannot name an "
-                            "index", ident.span)
-        if n in self.tensors:
+        self.check_reserved(ident, "an index")
+        if n in self.tensors or n in self.lhs_names:
             raise self.fail(TcNameError, f"'{n}' is a tensor and cannot be used as an index",
                             ident.span)
         if n in self.sizes:
@@ -441,7 +451,7 @@ class _DefChecker:
             raise self.fail(TcNameError, f"'{n}' is a builtin function; call it as {n}(...)",
                             e.span)
         t = self.tensors.get(n)
-        if t is not None:
+        if t is not None or n in self.lhs_names:
             return self.read(ast.Call(e.span, ast.Ident(n, e.span), ()), scope, False,
                              bare=True)
         scope.indices.setdefault(n, e.span)
@@ -454,6 +464,9 @@ class _DefChecker:
             if n in self.sizes:
                 raise self.fail(TcTypeError, f"'{n}' is a size symbol, not a tensor",
                                 e.func.span)
+            if n in self.lhs_names:
+                raise self.fail(TcSemanticError, f"'{n}' is read before any statement "
+                                "writes it", e.func.span)
             raise self.fail(TcNameError, f"undefined tensor '{n}'", e.func.span)
         if t.written_at is None and t.role != "input":
             raise self.fail(TcSemanticError, f"'{n}' is read before any statement writes it",
