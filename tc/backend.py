@@ -43,6 +43,9 @@ class ReferenceBackend:
     name = "reference"
 
     def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
+        if call.device.type == "meta":
+            raise TcBackendError(f"{fn.name}: meta tensors hold no data to compute on; pass "
+                                 "CPU or CUDA tensors")
         arrays = {d.name: to_numpy(t) for d, t in zip(fn.inputs, call.inputs, strict=True)}
         results = interpret.run(fn, arrays, call.sizes)
         return [from_numpy(results[t.name], t.dtype, call.device) for t in fn.outputs]
