@@ -89,12 +89,15 @@ class If(Stmt):
 
 @dataclass(frozen=True)
 class Store(Stmt):
-    """``buffer[indices] = value`` or, with ``op``, ``buffer[indices] op= value``."""
+    """``buffer[indices] = value`` or, with ``op``, ``buffer[indices] op= value``.
+
+    ``origin`` names the scop statement it comes from (for barrier placement)."""
 
     buffer: str
     indices: tuple[ir.Expr, ...]
     value: ir.Expr
     op: str | None = None
+    origin: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
