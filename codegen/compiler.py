@@ -9,16 +9,18 @@ the text of each (for ``python -m tc explain --stage ...``) and its duration.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from codegen import host as host_mod
 from codegen import kernel as k
-from codegen.lower import ERROR_BUFFER, buffer_name, lower_kernel
+from codegen.lower import ERROR_BUFFER, buffer_name, lower_kernel, mark_depths
 from codegen.printer import print_kernel
 from polyhedral.dependences import compute_dependences
-from polyhedral.mapping import build_ast, map_to_gpu
+from polyhedral.intra_tile import reschedule_tiles
+from polyhedral.mapping import MappedSchedule, build_ast, map_to_gpu
 from polyhedral.schedule import compute_schedule, schedule_str, tile_schedule
 from polyhedral.scop import build_scop
 from tc.ir import nodes as ir
@@ -60,6 +62,7 @@ class CompiledProgram:
     checks: tuple[ir.Read, ...]  # the reads guarded in the kernels, numbered from 1
     stages: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    mapped: MappedSchedule | None = None  # the mapped schedule tree (for tools and tests)
 
 
 def _const(v: int) -> ir.Expr:
@@ -110,11 +113,11 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     deps = compute_dependences(scop)
     lap("dependences")
     schedule = compute_schedule(scop, deps, options)
-    tiled = tile_schedule(schedule, options.tile_sizes)
+    tiled = reschedule_tiles(scop, deps, tile_schedule(schedule, options.tile_sizes), options)
     stages["schedule"] = schedule_str(tiled)
     lap("schedule")
     mapped = map_to_gpu(scop, deps, tiled, options)
-    ast = build_ast(mapped)
+    ast = build_ast(dataclasses.replace(mapped, schedule=mark_depths(mapped.schedule)))
     stages["mapped"] = schedule_str(mapped.schedule)
     stages["isl_ast"] = ast.to_C_str()
     lap("map")
@@ -134,4 +137,4 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     lap("print")
     stages["host"] = host_mod.host_str(program)
     return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
-                           tuple(checks), stages, timings)
+                           tuple(checks), stages, timings, mapped)

@@ -133,6 +133,8 @@ class _Subst(ir.Mutator):
             return read
         cond: ir.Expr | None = None
         for i, extent in zip(idx, self.shapes[e.tensor], strict=True):
+            if isinstance(i, ir.IntImm) and 0 <= i.value < extent:
+                continue  # a constant subscript in bounds needs no check
             ok = _bin("&&", _bin(">=", i, _int(0)), _bin("<", i, _int(extent)))
             cond = ok if cond is None else _bin("&&", cond, ok)
         if cond is None:
@@ -228,22 +230,29 @@ class _KernelLowering:
     def mark(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
         name = n.mark_get_id().get_name()
         inner = n.mark_get_node()
-        kind, _, axis = name.partition(".")
-        if kind not in ("block", "thread") or axis not in k.AXES:
+        hw_name, _, depth = name.partition("@")
+        kind, _, axis = hw_name.partition(".")
+        if kind not in ("block", "thread") or axis not in k.AXES or not depth.isdigit():
             return self.node(inner, ctx)
         mapped = ctx.blocks if kind == "block" else ctx.threads
         size = (self.grid if kind == "block" else self.block)[axis]
-        return self.mapped(inner, ctx, f"{kind}.{axis}" if axis not in mapped and size > 1
-                           else None)
+        return self.mapped(inner, ctx, hw_name if axis not in mapped and size > 1 else None,
+                           loop_name(f"c{depth}"))
 
-    def mapped(self, n: isl.AstNode, ctx: _Ctx, mapping: str | None) -> k.Stmt:
-        """The loop right below a mapping mark, distributed over the ids; a degenerate
-        loop (which isl does not emit) is left unmapped, so only id 0 runs it."""
+    def mapped(self, n: isl.AstNode, ctx: _Ctx, mapping: str | None, var: str) -> k.Stmt:
+        """The loop right below a mapping mark, distributed over the ids. The marked
+        band's loop is the one named ``var``: a degenerate loop (single-valued given the
+        outer ones) isl does not emit, and the loop found below the mark then belongs to
+        a deeper band, which may carry a dependence; it stays sequential, and the
+        statements below are guarded so that only id 0 runs them."""
         t = n.get_type()
         if mapping is not None and t == isl.ast_node_type.for_:
-            return self.loop(n, ctx, mapping)
+            if loop_name(n.for_get_iterator().get_id().get_name()) == var:
+                return self.loop(n, ctx, mapping)
+            return self.node(n, ctx)
         if mapping is not None and t == isl.ast_node_type.if_ and not n.if_has_else_node():
-            return k.If(self.expr(n.if_get_cond()), self.mapped(n.if_get_then_node(), ctx, mapping))
+            return k.If(self.expr(n.if_get_cond()),
+                        self.mapped(n.if_get_then_node(), ctx, mapping, var))
         return self.node(n, ctx)
 
     def user(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
@@ -284,28 +293,71 @@ def _has_work(s: k.Stmt) -> bool:
 
 
 def place_barriers(s: k.Stmt) -> k.Stmt:
-    """Barriers in block-level code: after each iteration of a sequential loop that runs
-    thread work, and between consecutive pieces of a sequence that both run thread work.
-    Conservative: any data passed between threads of a block is ordered."""
+    """Barriers in block-level code: one right before each piece of thread work that
+    may run after other thread work with no barrier in between (in program order, or
+    from an earlier iteration of a sequential loop around both). Conservative: any
+    data passed between threads of a block is ordered.
+
+    Placing them before the work, only where some may be pending, never puts a barrier
+    right after another one (a loop ending in a barrier followed by a barrier), and the
+    one an ``if`` needs goes before it: PoCL 3.0 miscompiles both shapes, even in
+    uniform control flow."""
+    return _barriers(s, False)[0]
+
+
+def _barriers(s: k.Stmt, pending: bool) -> tuple[k.Stmt, bool]:
+    """``s`` with barriers, given whether thread work may have run since the last
+    barrier; also returns whether some may have at the end of ``s``."""
     if _is_thread_region(s):
-        return s
+        if not _has_work(s):
+            return s, pending
+        return (k.seq(k.Barrier(), s) if pending else s), True
     if isinstance(s, k.Block):
         out: list[k.Stmt] = []
-        kids = [place_barriers(c) for c in s.body]
-        for i, c in enumerate(kids):
+        for c in s.body:
+            c, pending = _barriers(c, pending)
             out.append(c)
-            if _has_work(c) and any(_has_work(d) for d in kids[i + 1:]):
-                out.append(k.Barrier())
-        return k.seq(*out)
+        return k.seq(*out), pending
     if isinstance(s, k.For):
-        body = place_barriers(s.body)
-        if s.mapping is None and _has_work(body):
-            body = k.seq(body, k.Barrier())
-        return k.For(s.var, s.init, s.cond, body, s.step, s.mapping, s.unroll)
+        entry = pending
+        if s.mapping is None:
+            # An iteration also follows the previous one's work. (The iterations of a
+            # loop over blocks are independent: its member is coincident.)
+            entry = pending or _barriers(s.body, pending)[1]
+        body, end = _barriers(s.body, entry)
+        loop = k.For(s.var, s.init, s.cond, body, s.step, s.mapping, s.unroll)
+        return loop, pending or end  # the loop may run no iteration
     if isinstance(s, k.If):
-        other = place_barriers(s.otherwise) if s.otherwise is not None else None
-        return k.If(s.cond, place_barriers(s.then), other)
-    return s
+        if not _has_work(s):
+            return s, pending
+        # The barrier a branch needs goes before the if (its condition is uniform), not
+        # in the branch: PoCL 3.0 also miscompiles barriers under uniform conditions.
+        other = None if s.otherwise is None else _barriers(s.otherwise, False)[0]
+        branch = k.If(s.cond, _barriers(s.then, False)[0], other)
+        return (k.seq(k.Barrier(), branch) if pending else branch), True
+    return s, pending
+
+
+def mark_depths(schedule: isl.Schedule) -> isl.Schedule:
+    """Every ``block.x`` / ``thread.y`` / ... mark renamed ``block.x@D``, where ``D`` is
+    the schedule depth of the band it marks (isl names that band's loop ``cD``).
+
+    The lowering needs it: isl emits no loop for a degenerate band, and the first loop
+    below the mark is then another band's. Marks without a depth are not mapped."""
+
+    def walk(node: isl.ScheduleNode) -> isl.ScheduleNode:
+        if node.get_type() == isl.schedule_node_type.mark:
+            name = node.mark_get_id().get_name()
+            kind, _, axis = name.partition(".")
+            if kind in ("block", "thread") and axis in k.AXES:
+                depth = node.get_schedule_depth()
+                node = node.delete().insert_mark(
+                    isl.Id(f"{name}@{depth}", context=node.get_ctx()))
+        for i in range(node.n_children()):
+            node = walk(node.child(i)).parent()
+        return node
+
+    return walk(schedule.get_root()).get_schedule()
 
 
 def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, int, int],

@@ -35,8 +35,8 @@ A schedule that fails a check is replaced by the next one of the strategy's chai
 original textual order (one band per statement, always valid and unskewed).
 
 Intra-tile options (``intra_fusion``, ``intra_allow_skewing``,
-``intra_positive_orthant``) are accepted and do not reschedule: the point band and
-what lies below it are isl's result for the outer options.
+``intra_positive_orthant``) re-schedule what lies below each tile band when they
+differ from the outer ones (``polyhedral.intra_tile``).
 
 Band flags. After scheduling, the coincidence flags of every band are recomputed
 exactly against *all* dependences, reductions included: a member is coincident
@@ -61,6 +61,7 @@ from tc.options import MappingOptions
 
 __all__ = [
     "compute_schedule",
+    "schedule_domain",
     "tile_schedule",
     "schedule_str",
     "band_coincidence",
@@ -99,16 +100,17 @@ def _isl_options(ctx: isl.Context, values: dict[str, int]) -> Iterator[None]:
             getattr(ctx, f"set_schedule_{n}")(v)
 
 
-def _isl_schedule(scop: Scop, deps: Dependences, values: dict[str, int]) -> isl.Schedule | None:
-    validity = deps.validity
+def _isl_schedule(ctx: isl.Context, domain: isl.UnionSet, context: isl.Set,
+                  validity: isl.UnionMap, coincidence: isl.UnionMap,
+                  values: dict[str, int]) -> isl.Schedule | None:
     constraints = (
-        isl.ScheduleConstraints.on_domain(scop.domain)
-        .set_context(scop.context)
+        isl.ScheduleConstraints.on_domain(domain)
+        .set_context(context)
         .set_validity(validity)
         .set_proximity(validity)
-        .set_coincidence(validity if values.get("coincidence_all") else deps.coincidence)
+        .set_coincidence(validity if values.get("coincidence_all") else coincidence)
     )
-    with _isl_options(scop.ctx, {n: values[n] for n in _OPTIONS if n in values}):
+    with _isl_options(ctx, {n: values[n] for n in _OPTIONS if n in values}):
         try:
             return constraints.compute_schedule()
         except isl.Error:
@@ -265,23 +267,25 @@ def _original(scop: Scop, deps: Dependences) -> isl.Schedule:
     return _annotate(scop.original_schedule, deps.validity, permutable=True)
 
 
-def compute_schedule(scop: Scop, deps: Dependences, options: MappingOptions) -> isl.Schedule:
-    """A schedule tree of ``scop`` for the outer options (see the module docstring)."""
+def schedule_domain(
+    ctx: isl.Context, domain: isl.UnionSet, context: isl.Set, validity: isl.UnionMap,
+    coincidence: isl.UnionMap, strategy: str, allow_skewing: bool, positive_orthant: bool,
+) -> isl.Schedule | None:
+    """isl's schedule of ``domain`` for one fusion strategy and coefficient limits (see
+    the module docstring), with exact coincidence flags; None if every try fails."""
     restrict: dict[str, int] = {}
-    if not options.outer_allow_skewing:
+    if not allow_skewing:
         restrict["max_coefficient"] = 1
 
     def run(values: dict[str, int]) -> isl.Schedule | None:
-        s = _isl_schedule(scop, deps, {**values, **restrict})
+        s = _isl_schedule(ctx, domain, context, validity, coincidence, {**values, **restrict})
         if s is None:
             return None
-        s = _annotate(s, deps.validity, permutable=False)
-        limits = (options.outer_allow_skewing, options.outer_positive_orthant)
-        if not respects_coefficient_limits(s, *limits):
+        s = _annotate(s, validity, permutable=False)
+        if not respects_coefficient_limits(s, allow_skewing, positive_orthant):
             return None
         return s
 
-    strategy = options.outer_fusion
     if strategy == "Min":
         chain: list[tuple[dict[str, int], Callable[[isl.Schedule], bool] | None]] = [(_MIN, None)]
     elif strategy == "Max":
@@ -292,7 +296,15 @@ def compute_schedule(scop: Scop, deps: Dependences, options: MappingOptions) -> 
         chain = [(_MAX, accept), (_CLUSTER, accept)]
         if alone is not None:
             return _first(chain, run) or alone
-    return _first(chain, run) or _original(scop, deps)
+    return _first(chain, run)
+
+
+def compute_schedule(scop: Scop, deps: Dependences, options: MappingOptions) -> isl.Schedule:
+    """A schedule tree of ``scop`` for the outer options (see the module docstring)."""
+    s = schedule_domain(scop.ctx, scop.domain, scop.context, deps.validity, deps.coincidence,
+                        options.outer_fusion, options.outer_allow_skewing,
+                        options.outer_positive_orthant)
+    return s if s is not None else _original(scop, deps)
 
 
 def _preserves(alone: isl.Schedule) -> Callable[[isl.Schedule], bool]:
