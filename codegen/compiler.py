@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import islpy as isl
+
 from codegen import host as host_mod
 from codegen import kernel as k
 from codegen.lower import ERROR_BUFFER, buffer_name, lower_kernel, mark_depths
@@ -94,6 +96,14 @@ def make_buffers(fn: ir.Function, sizes: Mapping[str, int],
     return tuple(out)
 
 
+def dependence_pairs(deps: isl.UnionMap) -> frozenset[tuple[str, str]]:
+    """The pairs of statements (source, sink) with some dependence between them."""
+    pairs: set[tuple[str, str]] = set()
+    deps.foreach_map(lambda m: pairs.add((m.get_tuple_name(isl.dim_type.in_),
+                                          m.get_tuple_name(isl.dim_type.out))))
+    return frozenset(pairs)
+
+
 def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
                     input_strides: Sequence[Sequence[int]]) -> CompiledProgram:
     """Compile ``fn`` for concrete sizes and input strides under ``options``."""
@@ -127,9 +137,10 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     shapes = {t.name: tuple(s.evaluate(sizes) for s in t.shape) for t in fn.tensors}
     checks: list[ir.Read] = []
     kernels = []
+    pairs = dependence_pairs(deps.validity)
     for m in mapped.kernels:
         kern = lower_kernel(kernel_asts[m.index], fn, f"tc_{fn.name}_{m.index}", m.grid,
-                            m.block, buffers, params, shapes, checks)
+                            m.block, buffers, params, shapes, checks, pairs)
         kernels.append(kern)
     lap("lower")
     compiled = tuple(CompiledKernel(kern, print_kernel(kern, "cuda"),

@@ -13,11 +13,13 @@ uniform control flow.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import islpy as isl
 
 from codegen import kernel as k
+from codegen.barriers import place_barriers
 from tc.errors import TcInternalError
 from tc.ir import nodes as ir
 from tc.ir.bounds import needs_runtime_check
@@ -163,7 +165,7 @@ def instantiate(fn: ir.Function, name: str, args: list[ir.Expr],
         v = ir.identity(stage.op, dtype)
         value: ir.Expr = (ir.FloatImm(float(v), type=dtype) if dtype.is_float
                           else ir.IntImm(int(v), type=dtype))
-        return k.Store(target, indices, value)
+        return k.Store(target, indices, value, origin=name)
     body, lets = stage.rhs, []
     while isinstance(body, ir.Let):
         lets.append(body)
@@ -171,7 +173,7 @@ def instantiate(fn: ir.Function, name: str, args: list[ir.Expr],
     names = {let.name: f"l_{let.name}" for let in lets}
     sub = _Subst(env, names, needs_runtime_check(stage), shapes, checks)
     locals_ = [k.Local(names[let.name], let.value.type, sub.mutate(let.value)) for let in lets]
-    store = k.Store(target, indices, sub.mutate(body), op=stage.op)
+    store = k.Store(target, indices, sub.mutate(body), op=stage.op, origin=name)
     return k.Scope(k.seq(*locals_, store)) if locals_ else store
 
 
@@ -275,67 +277,7 @@ class _KernelLowering:
         return k.If(cond, stmt)
 
 
-# -- barriers ------------------------------------------------------------------------
-
-
-def _is_thread_region(s: k.Stmt) -> bool:
-    if isinstance(s, k.For) and s.mapping and s.mapping.startswith("thread"):
-        return True
-    if isinstance(s, k.If) and any(
-        isinstance(n, k.HwId) and n.kind == "thread" for n in ir.walk(s.cond)
-    ):
-        return True
-    return isinstance(s, k.Store | k.Scope | k.Local | k.Assign)
-
-
-def _has_work(s: k.Stmt) -> bool:
-    return any(isinstance(n, k.Store) for n in k.walk_stmts(s))
-
-
-def place_barriers(s: k.Stmt) -> k.Stmt:
-    """Barriers in block-level code: one right before each piece of thread work that
-    may run after other thread work with no barrier in between (in program order, or
-    from an earlier iteration of a sequential loop around both). Conservative: any
-    data passed between threads of a block is ordered.
-
-    Placing them before the work, only where some may be pending, never puts a barrier
-    right after another one (a loop ending in a barrier followed by a barrier), and the
-    one an ``if`` needs goes before it: PoCL 3.0 miscompiles both shapes, even in
-    uniform control flow."""
-    return _barriers(s, False)[0]
-
-
-def _barriers(s: k.Stmt, pending: bool) -> tuple[k.Stmt, bool]:
-    """``s`` with barriers, given whether thread work may have run since the last
-    barrier; also returns whether some may have at the end of ``s``."""
-    if _is_thread_region(s):
-        if not _has_work(s):
-            return s, pending
-        return (k.seq(k.Barrier(), s) if pending else s), True
-    if isinstance(s, k.Block):
-        out: list[k.Stmt] = []
-        for c in s.body:
-            c, pending = _barriers(c, pending)
-            out.append(c)
-        return k.seq(*out), pending
-    if isinstance(s, k.For):
-        entry = pending
-        if s.mapping is None:
-            # An iteration also follows the previous one's work. (The iterations of a
-            # loop over blocks are independent: its member is coincident.)
-            entry = pending or _barriers(s.body, pending)[1]
-        body, end = _barriers(s.body, entry)
-        loop = k.For(s.var, s.init, s.cond, body, s.step, s.mapping, s.unroll)
-        return loop, pending or end  # the loop may run no iteration
-    if isinstance(s, k.If):
-        if not _has_work(s):
-            return s, pending
-        # The barrier a branch needs goes before the if (its condition is uniform), not
-        # in the branch: PoCL 3.0 also miscompiles barriers under uniform conditions.
-        other = None if s.otherwise is None else _barriers(s.otherwise, False)[0]
-        branch = k.If(s.cond, _barriers(s.then, False)[0], other)
-        return (k.seq(k.Barrier(), branch) if pending else branch), True
-    return s, pending
+# -- marks ---------------------------------------------------------------------------
 
 
 def mark_depths(schedule: isl.Schedule) -> isl.Schedule:
@@ -363,11 +305,12 @@ def mark_depths(schedule: isl.Schedule) -> isl.Schedule:
 def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, int, int],
                  block: tuple[int, int, int], buffers: tuple[k.Buffer, ...],
                  params: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
-                 checks: list[ir.Read]) -> k.Kernel:
+                 checks: list[ir.Read], deps: AbstractSet[tuple[str, str]]) -> k.Kernel:
     """One kernel from the isl AST under its ``kernel.N`` mark; ``params`` maps isl
-    parameter names to TC size names, ``shapes`` gives the tensors' concrete shapes."""
+    parameter names to TC size names, ``shapes`` gives the tensors' concrete shapes,
+    ``deps`` the pairs of statements with a dependence (for the barriers)."""
     body = _KernelLowering(fn, grid, block, params, shapes, checks).node(ast, _Ctx())
     if block[0] * block[1] * block[2] > 1:
-        body = place_barriers(body)
+        body = place_barriers(body, deps)
     return k.Kernel(name, buffers, tuple(size_name(s) for s in fn.size_names), body, grid,
                     block)
