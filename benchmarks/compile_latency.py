@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-from codegen.compiler import compile_program
+from codegen.compiler import compile_program, contiguous_strides
 from codegen.nvrtc import clear_compile_cache, compile_cuda
 from tc import catalogue
 from tc.ir.verify import verify
@@ -24,14 +24,6 @@ from tc.lang.sema import check_program
 from tc.options import MappingOptions
 
 STAGES = ("parse", "sema", "scop", "dependences", "schedule", "map", "lower", "print")
-
-
-def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    out, acc = [], 1
-    for n in reversed(shape):
-        out.append(acc)
-        acc *= max(n, 1)
-    return tuple(reversed(out))
 
 
 def measure(kernel: catalogue.Kernel, runs: int, nvrtc: bool) -> dict[str, float]:
@@ -47,7 +39,7 @@ def measure(kernel: catalogue.Kernel, runs: int, nvrtc: bool) -> dict[str, float
         t2 = time.perf_counter()
         samples["parse"].append(t1 - t0)
         samples["sema"].append(t2 - t1)
-        strides = [_strides(tuple(s.evaluate(sizes) for s in t.shape)) for t in fn.inputs]
+        strides = [contiguous_strides([s.evaluate(sizes) for s in t.shape]) for t in fn.inputs]
         compiled = compile_program(fn, MappingOptions("naive"), sizes, strides)
         for stage, seconds in compiled.timings.items():
             samples[stage].append(seconds)

@@ -71,7 +71,8 @@ def _const(v: int) -> ir.Expr:
     return ir.IntImm(int(v), type=INDEX_TYPE)
 
 
-def _contiguous(shape: Sequence[int]) -> tuple[int, ...]:
+def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides, in elements, of a dense row-major tensor of ``shape``."""
     strides, acc = [], 1
     for n in reversed(shape):
         strides.append(acc)
@@ -91,7 +92,7 @@ def make_buffers(fn: ir.Function, sizes: Mapping[str, int],
     for t in fn.outputs + fn.temps:
         shape = tuple(s.evaluate(sizes) for s in t.shape)
         out.append(k.Buffer(buffer_name(t.name), t.dtype, tuple(map(_const, shape)),
-                            tuple(map(_const, _contiguous(shape)))))
+                            tuple(map(_const, contiguous_strides(shape)))))
     out.append(k.Buffer(ERROR_BUFFER, ScalarType.INT32, (_const(1),), (_const(1),)))
     return tuple(out)
 

@@ -105,7 +105,7 @@ def _options(text: str | None) -> MappingOptions:
 
 
 def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
-    from codegen.compiler import compile_program
+    from codegen.compiler import compile_program, contiguous_strides
     from codegen.printer import print_kernel
 
     missing = [n for n in fn.size_names if n not in sizes]
@@ -113,14 +113,7 @@ def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
         raise TcError(f"--stage {args.stage} compiles for concrete sizes: give every size "
                       f"with --sizes (missing: {', '.join(missing)})")
     check_ranges(fn, sizes)
-    strides = []
-    for t in fn.inputs:
-        shape = [s.evaluate(sizes) for s in t.shape]
-        acc, st = 1, []
-        for n in reversed(shape):
-            st.append(acc)
-            acc *= max(n, 1)
-        strides.append(tuple(reversed(st)))
+    strides = [contiguous_strides([s.evaluate(sizes) for s in t.shape]) for t in fn.inputs]
     program = compile_program(fn, _options(args.options), sizes, strides)
     if args.stage in ("scop", "schedule"):
         if args.stage == "scop":
