@@ -3,26 +3,15 @@ on PoCL, equals the reference interpreter."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from programs import EVERYTHING, OWN_PROGRAMS
 
 import tc
 from tc.arguments import TORCH_DTYPES
 from tc.lang.frontend import check_text
 
-
-def _load(relative: str, attribute: str):
-    path = Path(__file__).parent.parent / relative
-    spec = importlib.util.spec_from_file_location(f"_programs_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, attribute)
-
-
-PROGRAMS = [*_load("lang/test_fuzz.py", "OWN_PROGRAMS"), _load("lang/test_parser.py", "EVERYTHING")]
+PROGRAMS = [*OWN_PROGRAMS, EVERYTHING]
 SIZES = {"KH": 2, "KW": 3}  # every other size symbol is 5
 
 

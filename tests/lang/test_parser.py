@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from programs import EVERYTHING
 
 import tc
 from tc.ir import nodes as ir
@@ -48,21 +49,7 @@ def one_def(text: str) -> ast.Definition:
 
 # -- programs and definitions ------------------------------------------------------------
 
-EVERYTHING = """
-# A text with every construct of the language.
-def everything(float(M, K) A, float(K, N) B, float alpha, int32(M) idx,
-               double(3) d, bool(M) mask) -> (float(M, N) C, s, O, P) {
-    C(m, n) +=! A(m, k) * B(k, n)            # reduction with init
-    C(m, n) = alpha * C(m, n) + 1            # update of a written tensor
-    s +=! A(m, k)                            # scalar output
-    t(m) max=! A(m, k)                       # temporary
-    O(m) = mask(m) && t(m) > 0.5 ? exp(t(m)) : -t(m) where m in 0:M
-    O(m) min= min(O(m), A(idx(m) % M, 0))
-    P(i) = float(d(i)) * float(N) + x where x = .5e1, exists A(i, 0)
-    P(i) *= 2.5E+2
-}
-def second(float(N) X) -> (Y) { Y(i) = X(i) }
-"""
+
 
 
 def test_everything_parses_and_checks() -> None:
