@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tc.arguments import SCALAR_TYPES
 from tc.errors import TcBackendError
 from tc.ir.types import ScalarType
 
@@ -29,27 +30,10 @@ __all__ = [
     "scalar_type_of",
 ]
 
-_TORCH_TYPES: dict[torch.dtype, ScalarType] = {
-    torch.bool: ScalarType.BOOL,
-    torch.int8: ScalarType.INT8,
-    torch.int16: ScalarType.INT16,
-    torch.int32: ScalarType.INT32,
-    torch.int64: ScalarType.INT64,
-    torch.uint8: ScalarType.UINT8,
-    torch.float16: ScalarType.FLOAT16,
-    torch.bfloat16: ScalarType.BFLOAT16,
-    torch.float32: ScalarType.FLOAT32,
-    torch.float64: ScalarType.FLOAT64,
-}
-for _name in ("uint16", "uint32", "uint64"):  # torch >= 2.3
-    if hasattr(torch, _name):
-        _TORCH_TYPES[getattr(torch, _name)] = ScalarType(_name)
-
-
 def scalar_type_of(dtype: torch.dtype) -> ScalarType:
     """The TC scalar type of a torch dtype; ``TcBackendError`` for unsupported ones."""
     try:
-        return _TORCH_TYPES[dtype]
+        return SCALAR_TYPES[dtype]
     except KeyError:
         raise TcBackendError(f"tensors of dtype {dtype} cannot be passed to a kernel") from None
 
