@@ -141,7 +141,7 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     pairs = dependence_pairs(deps.validity)
     for m in mapped.kernels:
         kern = lower_kernel(kernel_asts[m.index], fn, f"tc_{fn.name}_{m.index}", m.grid,
-                            m.block, buffers, params, shapes, checks, pairs)
+                            m.block, buffers, params, shapes, checks, pairs, options)
         kernels.append(kern)
     lap("lower")
     compiled = tuple(CompiledKernel(kern, print_kernel(kern, "cuda"),

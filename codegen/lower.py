@@ -20,10 +20,12 @@ import islpy as isl
 
 from codegen import kernel as k
 from codegen.barriers import place_barriers
+from codegen.private import promote_private
 from tc.errors import TcInternalError
 from tc.ir import nodes as ir
 from tc.ir.bounds import needs_runtime_check
 from tc.ir.types import INDEX_TYPE, ScalarType
+from tc.options import MappingOptions
 
 _I = INDEX_TYPE
 
@@ -305,11 +307,14 @@ def mark_depths(schedule: isl.Schedule) -> isl.Schedule:
 def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, int, int],
                  block: tuple[int, int, int], buffers: tuple[k.Buffer, ...],
                  params: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
-                 checks: list[ir.Read], deps: AbstractSet[tuple[str, str]]) -> k.Kernel:
+                 checks: list[ir.Read], deps: AbstractSet[tuple[str, str]],
+                 options: MappingOptions | None = None) -> k.Kernel:
     """One kernel from the isl AST under its ``kernel.N`` mark; ``params`` maps isl
     parameter names to TC size names, ``shapes`` gives the tensors' concrete shapes,
     ``deps`` the pairs of statements with a dependence (for the barriers)."""
     body = _KernelLowering(fn, grid, block, params, shapes, checks).node(ast, _Ctx())
+    if options is not None and options.use_private_memory:
+        body = promote_private(body)
     if block[0] * block[1] * block[2] > 1:
         body = place_barriers(body, deps)
     return k.Kernel(name, buffers, tuple(size_name(s) for s in fn.size_names), body, grid,
