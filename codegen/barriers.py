@@ -25,11 +25,18 @@ Pairs = AbstractSet[tuple[str, str]]
 
 
 def _origins(s: k.Stmt) -> frozenset[str]:
-    return frozenset(n.origin for n in k.walk_stmts(s) if isinstance(n, k.Store))
+    # A copy to or from shared memory stands for several statements: "S0|S1".
+    return frozenset(o for n in k.walk_stmts(s) if isinstance(n, k.Store)
+                     for o in n.origin.split("|"))
+
+
+def _mentions_threads(e: ir.Expr) -> bool:
+    return any(isinstance(n, k.HwId) and n.kind == "thread" for n in ir.walk(e))
 
 
 def _is_thread_region(s: k.Stmt) -> bool:
-    if isinstance(s, k.For) and s.mapping and s.mapping.startswith("thread"):
+    if isinstance(s, k.For) and (s.mapping and s.mapping.startswith("thread")
+                                 or _mentions_threads(s.init) or _mentions_threads(s.cond)):
         return True
     if isinstance(s, k.If) and any(
         isinstance(n, k.HwId) and n.kind == "thread" for n in ir.walk(s.cond)
@@ -45,6 +52,8 @@ def _needs(pending: frozenset[str], names: frozenset[str], deps: Pairs) -> bool:
 def _place(s: k.Stmt, pending: frozenset[str], deps: Pairs) -> tuple[k.Stmt, frozenset[str]]:
     """``s`` with barriers, given the statements run since the last barrier; returns
     the statements that may have run since the last barrier at the end of ``s``."""
+    if isinstance(s, k.Barrier):
+        return s, frozenset()
     names = _origins(s)
     if not names:
         return s, pending
@@ -61,8 +70,14 @@ def _place(s: k.Stmt, pending: frozenset[str], deps: Pairs) -> tuple[k.Stmt, fro
     if isinstance(s, k.For):
         # An iteration also follows the previous ones (the iterations of a loop over
         # blocks are independent: its member carries no dependence).
-        entry = pending if s.mapping else pending | names
-        body, end = _place(s.body, entry, deps)
+        entry = pending
+        while True:
+            body, end = _place(s.body, entry, deps)
+            if s.mapping or end <= entry:
+                break
+            # A later iteration follows what the body ran since its last barrier: grow
+            # the entry set until it covers that (a fixpoint: names are finite).
+            entry = entry | end
         loop = k.For(s.var, s.init, s.cond, body, s.step, s.mapping, s.unroll)
         return loop, pending | end  # the loop may run no iteration
     if isinstance(s, k.If):

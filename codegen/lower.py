@@ -12,7 +12,7 @@ uniform control flow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -21,6 +21,8 @@ import islpy as isl
 from codegen import kernel as k
 from codegen.barriers import place_barriers
 from codegen.private import promote_private
+from codegen.shared import shared_buffer, shared_region
+from polyhedral.promotion import Annotations, SharedPlan
 from tc.errors import TcInternalError
 from tc.ir import nodes as ir
 from tc.ir.bounds import needs_runtime_check
@@ -114,12 +116,14 @@ class _Subst(ir.Mutator):
 
     def __init__(self, env: Mapping[str, ir.Expr], lets: Mapping[str, str],
                  checked: set[ir.Read], shapes: Mapping[str, tuple[int, ...]],
-                 checks: list[ir.Read]) -> None:
+                 checks: list[ir.Read],
+                 promoted: Mapping[str, tuple[str, tuple[ir.Expr, ...]]] | None = None) -> None:
         self.env = env
         self.lets = lets
         self.checked = checked
         self.shapes = shapes
         self.checks = checks
+        self.promoted = promoted or {}
 
     def mutate_Var(self, e: ir.Var) -> ir.Expr:
         if e.kind == "index":
@@ -132,7 +136,7 @@ class _Subst(ir.Mutator):
 
     def mutate_Read(self, e: ir.Read) -> ir.Expr:
         idx = tuple(self.mutate(i) for i in e.indices)
-        read = ir.Read(buffer_name(e.tensor), idx, type=e.type, span=e.span)
+        read = ir.Read(*target(e.tensor, idx, self.promoted), type=e.type, span=e.span)
         if e not in self.checked:
             return read
         cond: ir.Expr | None = None
@@ -148,8 +152,21 @@ class _Subst(ir.Mutator):
         return ir.Select(cond, read, report, type=e.type, span=e.span)
 
 
+def target(tensor: str, idx: tuple[ir.Expr, ...],
+           promoted: Mapping[str, tuple[str, tuple[ir.Expr, ...]]]
+           ) -> tuple[str, tuple[ir.Expr, ...]]:
+    """The buffer and indices of a tensor element: its global buffer, or the shared
+    copy of a promoted tensor (indices relative to the box's first element)."""
+    if tensor not in promoted:
+        return buffer_name(tensor), idx
+    buf, offsets = promoted[tensor]
+    return buf, tuple(_bin("-", i, o) for i, o in zip(idx, offsets, strict=True))
+
+
 def instantiate(fn: ir.Function, name: str, args: list[ir.Expr],
-                shapes: Mapping[str, tuple[int, ...]], checks: list[ir.Read]) -> k.Stmt:
+                shapes: Mapping[str, tuple[int, ...]], checks: list[ir.Read],
+                promoted: Mapping[str, tuple[str, tuple[ir.Expr, ...]]] | None = None
+                ) -> k.Stmt:
     """The kernel statement for one instance of scop statement ``S<k>`` / ``S<k>_init``.
 
     Reads that no host check covers are guarded; a failing guard reports the read's
@@ -162,20 +179,20 @@ def instantiate(fn: ir.Function, name: str, args: list[ir.Expr],
     env = {d.name: a for d, a in zip(dims, args, strict=True)}
     indices = tuple(env[n] for n in stage.lhs)
     dtype = fn.tensor(stage.tensor).dtype
-    target = buffer_name(stage.tensor)
+    where, indices = target(stage.tensor, indices, promoted or {})
     if init:
         v = ir.identity(stage.op, dtype)
         value: ir.Expr = (ir.FloatImm(float(v), type=dtype) if dtype.is_float
                           else ir.IntImm(int(v), type=dtype))
-        return k.Store(target, indices, value, origin=name)
+        return k.Store(where, indices, value, origin=name)
     body, lets = stage.rhs, []
     while isinstance(body, ir.Let):
         lets.append(body)
         body = body.body
     names = {let.name: f"l_{let.name}" for let in lets}
-    sub = _Subst(env, names, needs_runtime_check(stage), shapes, checks)
+    sub = _Subst(env, names, needs_runtime_check(stage), shapes, checks, promoted)
     locals_ = [k.Local(names[let.name], let.value.type, sub.mutate(let.value)) for let in lets]
-    store = k.Store(target, indices, sub.mutate(body), op=stage.op, origin=name)
+    store = k.Store(where, indices, sub.mutate(body), op=stage.op, origin=name)
     return k.Scope(k.seq(*locals_, store)) if locals_ else store
 
 
@@ -191,8 +208,13 @@ class _Ctx:
 class _KernelLowering:
     def __init__(self, fn: ir.Function, grid: tuple[int, ...], block: tuple[int, ...],
                  params: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
-                 checks: list[ir.Read]) -> None:
+                 checks: list[ir.Read], shared: Mapping[str, SharedPlan] | None = None,
+                 annotations: Annotations | None = None, unroll_copies: bool = False) -> None:
         self.fn = fn
+        self.shared = shared or {}
+        self.annotations = annotations or {}
+        self.unroll_copies = unroll_copies
+        self.used: list[SharedPlan] = []  # the promotions met in this kernel
         self.params = params
         self.shapes = shapes
         self.checks = checks
@@ -234,6 +256,8 @@ class _KernelLowering:
     def mark(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
         name = n.mark_get_id().get_name()
         inner = n.mark_get_node()
+        if name in self.shared:
+            return self.promotion(n, ctx)
         hw_name, _, depth = name.partition("@")
         kind, _, axis = hw_name.partition(".")
         if kind not in ("block", "thread") or axis not in k.AXES or not depth.isdigit():
@@ -242,6 +266,28 @@ class _KernelLowering:
         size = (self.grid if kind == "block" else self.block)[axis]
         return self.mapped(inner, ctx, hw_name if axis not in mapped and size > 1 else None,
                            loop_name(f"c{depth}"))
+
+    def offsets(self, n: isl.AstNode) -> tuple[SharedPlan | None, dict[str, tuple[ir.Expr, ...]]]:
+        """The plan and box offsets isl annotated ``n`` with (``polyhedral.promotion``)."""
+        try:
+            key = n.get_annotation().get_name()
+        except isl.Error:
+            return None, {}
+        if key not in self.annotations:
+            return None, {}
+        mark, exprs = self.annotations[key]
+        return self.shared[mark], {t: tuple(self.expr(e) for e in es) for t, es in exprs.items()}
+
+    def promotion(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
+        plan = self.shared[n.mark_get_id().get_name()]
+        if plan not in self.used:
+            self.used.append(plan)
+        _, offsets = self.offsets(n)
+        body = self.node(n.mark_get_node(), ctx)
+        names = {p.tensor: buffer_name(p.tensor) for p in plan.tensors}
+        return shared_region(plan, offsets, body, self.shapes, names,
+                             (self.block["x"], self.block["y"], self.block["z"]),
+                             self.unroll_copies)
 
     def mapped(self, n: isl.AstNode, ctx: _Ctx, mapping: str | None, var: str) -> k.Stmt:
         """The loop right below a mapping mark, distributed over the ids. The marked
@@ -263,7 +309,10 @@ class _KernelLowering:
         call = n.user_get_expr()
         name = call.get_op_arg(0).get_id().get_name()
         args = [self.expr(call.get_op_arg(i)) for i in range(1, call.get_op_n_arg())]
-        stmt = instantiate(self.fn, name, args, self.shapes, self.checks)
+        plan, offsets = self.offsets(n)
+        promoted = {} if plan is None else {
+            p.tensor: (p.buffer, offsets[p.tensor]) for p in plan.tensors if p.tensor in offsets}
+        stmt = instantiate(self.fn, name, args, self.shapes, self.checks, promoted)
         guards = [
             _bin("==", k.hw(kind, a), _int(0))
             for kind, sizes, mapped in (("block", self.grid, ctx.blocks),
@@ -304,18 +353,77 @@ def mark_depths(schedule: isl.Schedule) -> isl.Schedule:
     return walk(schedule.get_root()).get_schedule()
 
 
+def placements(body: k.Stmt, block: tuple[int, int, int]
+               ) -> dict[str, tuple[int | None, ...] | None]:
+    """For each statement of a lowered kernel: along each thread axis with more than
+    one thread, the schedule depth of the thread-mapped loop around it (None: it runs
+    on thread 0 of that axis). None for a statement placed in two different ways or
+    under a strided mapped loop (whose thread is not ``value mod threads``)."""
+    axes = [a for a, n in zip(k.AXES, block, strict=True) if n > 1]
+    out: dict[str, tuple[int | None, ...] | None] = {}
+
+    def walk(s: k.Stmt, around: dict[str, int | None]) -> None:
+        if isinstance(s, k.Store):
+            if None in around.values():
+                place = None
+            else:
+                place = tuple(around.get(a) for a in axes)
+            if s.origin in out and out[s.origin] != place:
+                place = None
+            out[s.origin] = place
+            return
+        if isinstance(s, k.For) and s.mapping and s.mapping.startswith("thread"):
+            axis = s.mapping.split(".")[1]
+            depth = s.var.removeprefix("c_c")
+            around = {**around, axis: int(depth) if s.step == 1 and depth.isdigit() else None}
+        for c in _children(s):
+            walk(c, around)
+
+    walk(body, {})
+    return out
+
+
+def _children(s: k.Stmt) -> tuple[k.Stmt, ...]:
+    if isinstance(s, k.Block):
+        return s.body
+    if isinstance(s, k.For | k.Scope):
+        return (s.body,)
+    if isinstance(s, k.If):
+        return (s.then,) if s.otherwise is None else (s.then, s.otherwise)
+    return ()
+
+
+Crossing = Callable[[Mapping[str, tuple[int | None, ...] | None], tuple[int, ...]],
+                    AbstractSet[tuple[str, str]]]
+
+
 def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, int, int],
                  block: tuple[int, int, int], buffers: tuple[k.Buffer, ...],
                  params: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
-                 checks: list[ir.Read], deps: AbstractSet[tuple[str, str]],
-                 options: MappingOptions | None = None) -> k.Kernel:
+                 checks: list[ir.Read], deps: AbstractSet[tuple[str, str]] | Crossing,
+                 options: MappingOptions | None = None,
+                 shared: Mapping[str, SharedPlan] | None = None,
+                 annotations: Annotations | None = None) -> k.Kernel:
     """One kernel from the isl AST under its ``kernel.N`` mark; ``params`` maps isl
-    parameter names to TC size names, ``shapes`` gives the tensors' concrete shapes,
-    ``deps`` the pairs of statements with a dependence (for the barriers)."""
-    body = _KernelLowering(fn, grid, block, params, shapes, checks).node(ast, _Ctx())
+    parameter names to TC size names, ``shapes`` gives the tensors' concrete shapes.
+
+    ``deps`` decides the barriers: the pairs of statements with a dependence, or a
+    function of the statements' :func:`placements` and the thread counts returning
+    the pairs whose dependences cross threads (``polyhedral.threads``)."""
+    lowering = _KernelLowering(fn, grid, block, params, shapes, checks, shared, annotations,
+                               bool(options is not None and options.unroll_copy_shared))
+    body = lowering.node(ast, _Ctx())
+    promoted = {s for plan in lowering.used for s in plan.statements}  # (conservative)
     if options is not None and options.use_private_memory:
         body = promote_private(body)
     if block[0] * block[1] * block[2] > 1:
+        if callable(deps):
+            # The copies move promoted tensors' global accesses to other threads.
+            places = {s: (None if s in promoted else p)
+                      for s, p in placements(body, block).items()}
+            deps = deps(places, tuple(n for n in block if n > 1))
         body = place_barriers(body, deps)
-    return k.Kernel(name, buffers, tuple(size_name(s) for s in fn.size_names), body, grid,
-                    block)
+    meta = {"readonly_cache": bool(options is not None and options.use_readonly_cache)}
+    local = tuple(shared_buffer(p) for plan in lowering.used for p in plan.tensors)
+    return k.Kernel(name, buffers + local, tuple(size_name(s) for s in fn.size_names), body,
+                    grid, block, meta)

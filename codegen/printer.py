@@ -266,6 +266,9 @@ class _Printer:
 
     def load(self, buf: k.Buffer, offset: str) -> str:
         raw = f"{buf.name}[{offset}]"
+        if (self.d.name == "cuda" and buf.read_only and buf.space == "global"
+                and self.k.meta.get("readonly_cache")):
+            raw = f"__ldg(&{raw})"  # useReadOnlyCache: through the read-only data cache
         if buf.dtype is T.BOOL:
             return f"({raw} != 0)"
         if buf.dtype is T.FLOAT16:
@@ -373,7 +376,14 @@ class _Printer:
             kind, axis = s.mapping.split(".")
             hw_id = self.d.hw[(kind, axis)]
             count = self.d.hw[("grid" if kind == "block" else "block_dim", axis)]
-            start = f"{init} + {hw_id}" + (f" * {step}" if s.step != 1 else "")
+            if kind == "thread" and s.step == 1 and s.init == ir.IntImm(0, type=s.init.type):
+                start = hw_id
+            elif kind == "thread" and s.step == 1:
+                # Value v runs on thread v mod count, whatever the loop's start: the
+                # barrier placement relies on it (polyhedral.threads).
+                start = f"{init} + ((({hw_id} - {init}) % {count} + {count}) % {count})"
+            else:
+                start = f"{init} + {hw_id}" + (f" * {step}" if s.step != 1 else "")
             inc = count + (f" * {step}" if s.step != 1 else "")
         if s.unroll:
             self.emit("#pragma unroll", depth)

@@ -65,9 +65,46 @@ def constant_members(node: isl.ScheduleNode) -> tuple[bool, ...]:
     mupa = node.band_get_partial_schedule()
     out = []
     for i in range(node.band_n_member()):
-        values = isl.UnionMap.from_union_pw_aff(mupa.get_at(i)).range()
+        values = isl.UnionMap.from_union_pw_aff(mupa.get_at(i)).intersect_domain(
+            node.get_domain()).range()
         out.append(values.is_empty() or isl.Set.from_union_set(values).is_singleton())
     return tuple(out)
+
+
+def member_spans(node: isl.ScheduleNode, context: isl.Set | None) -> tuple[int | None, ...]:
+    """For each member of a band: how many consecutive values it spans (max - min + 1)
+    with the parameters fixed by ``context``; None when unbounded or unknown."""
+    if context is None:
+        return (None,) * node.band_n_member()
+    mupa = node.band_get_partial_schedule()
+    out: list[int | None] = []
+    for i in range(node.band_n_member()):
+        values = isl.UnionMap.from_union_pw_aff(mupa.get_at(i)).intersect_domain(
+            node.get_domain()).range()
+        if values.is_empty():
+            out.append(1)
+            continue
+        v = isl.Set.from_union_set(values)
+        v = v.intersect_params(context.align_params(v.get_space()))
+        if v.is_empty():
+            out.append(1)
+            continue
+        if not v.is_bounded():
+            out.append(None)
+            continue
+        lo, hi = v.lexmin(), v.lexmax()
+        if not (lo.is_singleton() and hi.is_singleton()):
+            out.append(None)
+            continue
+        a = lo.sample_point().get_coordinate_val(isl.dim_type.set, 0).to_python()
+        b = hi.sample_point().get_coordinate_val(isl.dim_type.set, 0).to_python()
+        out.append(int(b) - int(a) + 1)
+    return tuple(out)
+
+
+def _tight(limit: int, span: int | None) -> int:
+    """A grid or block size: the option's, but no more than the values to cover."""
+    return limit if span is None else max(1, min(limit, span))
 
 
 def _pad(sizes: list[int]) -> tuple[int, int, int]:
@@ -76,10 +113,14 @@ def _pad(sizes: list[int]) -> tuple[int, int, int]:
 
 
 class _Mapper:
-    def __init__(self, deps: Dependences, options: MappingOptions) -> None:
+    def __init__(self, deps: Dependences, options: MappingOptions,
+                 context: isl.Set | None = None) -> None:
         self.deps = deps.validity
+        self.context = context
+        self.thread_spans: dict[int, int | None] = {}
         self.blocks = tuple(options.blocks)
         self.threads = tuple(options.threads)
+        self.unroll = options.unroll_factor
         self.kernels: list[KernelMapping] = []
         self.thread_axes: set[int] = set()
 
@@ -96,11 +137,14 @@ class _Mapper:
         index = len(self.kernels)
         stmts = statement_names(node.get_domain())
         self.thread_axes = set()
+        self.thread_spans = {}
+        spans: tuple[int | None, ...] = ()
         chosen: list[int] = []  # band members mapped to blocks x, y, z
         depth = 0  # how many leading members the block mapping spans
         if node.get_type() == _T.band:
             flags = band_coincidence(node, self.deps)
             const = constant_members(node)
+            spans = member_spans(node, self.context)
             while depth < len(flags) and (flags[depth] or const[depth]):
                 if len(chosen) == min(3, len(self.blocks)):
                     break
@@ -112,9 +156,10 @@ class _Mapper:
             node = self.map_blocks(node, 0, chosen[-1] + 1, axes)
         else:
             node = self.map_threads(node)
-        grid = _pad([self.blocks[j] for j in range(len(chosen))])
+        grid = _pad([_tight(self.blocks[j], spans[m]) for j, m in enumerate(chosen)])
         used = max(self.thread_axes) + 1 if self.thread_axes else 0
-        block = _pad([self.threads[j] if j in self.thread_axes else 1 for j in range(used)])
+        block = _pad([_tight(self.threads[j], self.thread_spans.get(j)) if j in self.thread_axes
+                      else 1 for j in range(used)])
         self.kernels.append(KernelMapping(index, stmts, grid, block))
         return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
 
@@ -170,20 +215,34 @@ class _Mapper:
             inner_first = [i for i in reversed(range(len(flags))) if flags[i]]
             chosen = {m: a for a, m in enumerate(inner_first[: min(3, len(self.threads))])}
             self.thread_axes |= set(chosen.values())
-            n = self.split_threads(n, 0, len(flags), chosen)
+            spans_n = member_spans(n, self.context)
+            for m, a in chosen.items():
+                # Several thread bands of one kernel share the block: keep the largest.
+                old = self.thread_spans.get(a, 0)
+                self.thread_spans[a] = None if old is None or spans_n[m] is None else max(
+                    old, spans_n[m])
+            last = max(chosen)
+            unroll = {m for m in range(last + 1, len(flags))
+                      if spans_n[m] is not None and 1 < spans_n[m] <= self.unroll}
+            n = self.split_threads(n, 0, len(flags), chosen, unroll)
             depth = best[0]
         for _ in range(depth):
             n = n.parent()
         return n
 
     def split_threads(self, node: isl.ScheduleNode, pos: int, n: int,
-                      chosen: dict[int, int]) -> isl.ScheduleNode:
+                      chosen: dict[int, int], unroll: set[int]) -> isl.ScheduleNode:
+        """Split the band into single members from ``pos`` on: marks on those in
+        ``chosen``; isl unrolls those in ``unroll`` (sequential, inside every thread
+        loop, with at most ``unroll`` values)."""
         if node.band_n_member() > 1:
             node = node.band_split(1)
         if pos in chosen:
             node = node.band_member_set_ast_loop_type(0, isl.ast_loop_type.atomic)
+        elif pos in unroll:
+            node = node.band_member_set_ast_loop_type(0, isl.ast_loop_type.unroll)
         if pos + 1 < n:
-            node = self.split_threads(node.child(0), pos + 1, n, chosen).parent()
+            node = self.split_threads(node.child(0), pos + 1, n, chosen, unroll).parent()
         if pos in chosen:
             node = node.insert_mark(isl.Id(f"thread.{AXES[chosen[pos]]}",
                                            context=node.get_ctx()))
@@ -191,9 +250,12 @@ class _Mapper:
 
 
 def map_to_gpu(scop: Scop, deps: Dependences, schedule: isl.Schedule,
-               options: MappingOptions) -> MappedSchedule:
-    """Split ``schedule`` (already tiled) into kernels and map them to blocks/threads."""
-    mapper = _Mapper(deps, options)
+               options: MappingOptions, context: isl.Set | None = None) -> MappedSchedule:
+    """Split ``schedule`` (already tiled) into kernels and map them to blocks/threads.
+
+    With ``context`` fixing the parameters to concrete sizes, grid and block are
+    tightened to the values the mapped loops take (the options give upper bounds)."""
+    mapper = _Mapper(deps, options, context)
     root = mapper.visit(schedule.get_root())
     return MappedSchedule(scop, root.get_schedule(), tuple(mapper.kernels))
 

@@ -187,6 +187,10 @@ def distribution_problems(kern: k.Kernel, members: Sequence[MappedMember]) -> li
                                     f"{s.mapping} but carries a dependence (a race)")
                 kind, axis = s.mapping.split(".")
                 ids = ids | {(kind, axis)}
+            elif _thread_dependent(s.init) and s.step == kern.block[0] * kern.block[1] * \
+                    kern.block[2]:
+                # A copy to or from shared memory: the block's threads share the range.
+                ids = ids | {("thread", a) for a in k.AXES}
             visit(s.body, ids)
         elif isinstance(s, k.If):
             visit(s.then, ids | frozenset(_zero_guards(s.cond)))
@@ -195,7 +199,10 @@ def distribution_problems(kern: k.Kernel, members: Sequence[MappedMember]) -> li
         elif isinstance(s, k.Scope):
             visit(s.body, ids)
         elif isinstance(s, k.Store):
+            shared = kern.buffer(s.buffer).space == "shared"
             for (kind, axis), n in sizes.items():
+                if shared and kind == "block":
+                    continue  # each block has its own copy
                 if n > 1 and (kind, axis) not in ids:
                     problems.append(f"{kern.name}: the store to {s.buffer} runs on all {n} "
                                     f"{kind}.{axis} ids: neither distributed nor guarded")
