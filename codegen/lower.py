@@ -285,6 +285,16 @@ class _KernelLowering:
         _, offsets = self.offsets(n)
         body = self.node(n.mark_get_node(), ctx)
         names = {p.tensor: buffer_name(p.tensor) for p in plan.tensors}
+        written = {names[p.tensor] for p in plan.tensors if p.copy_out}
+        for st in k.walk_stmts(body):
+            # Below the mark a written tensor lives in shared memory only: a global
+            # access there would miss the block's updates (or be overwritten by them).
+            touched = {st.buffer} if isinstance(st, k.Store) else set()
+            for e in _exprs(st):
+                touched |= {r.tensor for r in ir.walk(e) if isinstance(r, ir.Read)}
+            if touched & written:
+                raise TcInternalError(f"{plan.mark}: a global access to a promoted tensor "
+                                      f"({', '.join(sorted(touched & written))}) remains")
         return shared_region(plan, offsets, body, self.shapes, names,
                              (self.block["x"], self.block["y"], self.block["z"]),
                              self.unroll_copies)
@@ -381,6 +391,20 @@ def placements(body: k.Stmt, block: tuple[int, int, int]
 
     walk(body, {})
     return out
+
+
+def _exprs(s: k.Stmt) -> tuple[ir.Expr, ...]:
+    if isinstance(s, k.Store):
+        return (*s.indices, s.value)
+    if isinstance(s, k.Local):
+        return () if s.init is None else (s.init,)
+    if isinstance(s, k.Assign):
+        return (s.value,)
+    if isinstance(s, k.If):
+        return (s.cond,)
+    if isinstance(s, k.For):
+        return (s.init, s.cond)
+    return ()
 
 
 def _children(s: k.Stmt) -> tuple[k.Stmt, ...]:

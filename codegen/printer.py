@@ -429,7 +429,12 @@ class _Printer:
         self.emit(f"{s.name} = {self.expr(s.value)};", depth)
 
     def s_Barrier(self, s: k.Barrier, depth: int) -> None:
-        self.emit(self.d.barrier, depth)
+        b = self.k.block
+        if self.d.name == "cuda" and b[0] * b[1] * b[2] <= 32:
+            # The whole block is one warp: a warp barrier orders its shared memory.
+            self.emit("__syncwarp();", depth)
+        else:
+            self.emit(self.d.barrier, depth)
 
     def s_Comment(self, s: k.Comment, depth: int) -> None:
         self.emit(f"// {s.text}", depth)

@@ -187,6 +187,7 @@ def _plan_at(node: isl.ScheduleNode, scop: Scop, sizes: Mapping[str, int],
     if points is not None:
         points = points.intersect_params(context.align_params(points.get_space()))
     threads = _thread_values(node)
+    schedules, x_dims = _leaf_schedules(node)
     by_tensor: dict[str, list[tuple[str, object]]] = {}
     for st in stmts:
         for acc in (st.write, *st.reads):
@@ -203,10 +204,14 @@ def _plan_at(node: isl.ScheduleNode, scop: Scop, sizes: Mapping[str, int],
             rel = rel.union(isl.UnionMap.from_map(a.relation))
             if a.kind == "write":
                 writes = writes.union(isl.UnionMap.from_map(a.relation))
-        if prefix.range_product(rel).is_injective():
-            continue  # each element accessed once per tile: nothing to reuse
-        if threads is not None and _one_thread(prefix, threads, rel):
-            continue  # reuse within one thread: registers' business, not the block's
+        read_only = all(a.kind == "read" for _, a in accs)
+        shared_reuse = not prefix.range_product(rel).is_injective() and not (
+            threads is not None and _one_thread(prefix, threads, rel))
+        # Reuse within one thread is the registers' business, not the block's; a read
+        # that neighbouring threads make far apart in memory is worth a coalesced copy.
+        if not shared_reuse and not (read_only and any(
+                _uncoalesced(schedules, x_dims, stmt, a.relation) for stmt, a in accs)):
+            continue
         fp = _single(prefix.reverse().apply_range(rel))
         if fp is None:
             continue
@@ -277,6 +282,59 @@ def _thread_values(point: isl.ScheduleNode) -> isl.UnionMap | None:
     return out if len(counts) == 1 else None
 
 
+def _leaf_schedules(point: isl.ScheduleNode) -> tuple[dict[str, isl.Map], dict[str, int]]:
+    """For each statement below ``point``: its full prefix schedule at its leaf, and the
+    schedule dimension mapped to ``thread.x`` above it (if any)."""
+    scheds: dict[str, isl.Map] = {}
+    xdims: dict[str, int] = {}
+
+    def walk(node: isl.ScheduleNode, x: int | None) -> None:
+        t = node.get_type()
+        if t == _T.mark and node.mark_get_id().get_name().startswith("thread.x"):
+            x = node.get_schedule_depth()
+        if t == _T.leaf:
+            sched = node.get_prefix_schedule_union_map().intersect_domain(node.get_domain())
+            for m in _maps(sched):
+                name = m.get_tuple_name(isl.dim_type.in_)
+                scheds[name] = scheds[name].union(m) if name in scheds else m
+                if x is not None:
+                    xdims[name] = x
+            return
+        for i in range(node.n_children()):
+            walk(node.child(i), x)
+
+    walk(point, None)
+    return scheds, xdims
+
+
+def _uncoalesced(schedules: Mapping[str, isl.Map], x_dims: Mapping[str, int], stmt: str,
+                 access: isl.Map) -> bool:
+    """Do neighbouring ``thread.x`` instances of ``stmt`` read elements that are not
+    neighbours (nor the same) in the tensor's last dimension?"""
+    if stmt not in schedules or stmt not in x_dims:
+        return False
+    sched = schedules[stmt]
+    n, x = sched.dim(isl.dim_type.out), x_dims[stmt]
+    if x >= n:
+        return False
+    cs = ", ".join(f"c{i}" for i in range(n))
+    shifted = ", ".join(f"c{i} + 1" if i == x else f"c{i}" for i in range(n))
+    step = isl.Map.read_from_str(sched.get_ctx(), f"{{ [{cs}] -> [{shifted}] }}")
+    nxt = sched.apply_range(step.align_params(sched.get_space())).apply_range(sched.reverse())
+    pairs = nxt.apply_domain(access).apply_range(access)
+    if pairs.is_empty():
+        return False
+    d = access.dim(isl.dim_type.out)
+    if d == 0:
+        return False
+    zeros = ", ".join(["0"] * d)
+    unit = ", ".join(["0"] * (d - 1) + ["1"])
+    ok = isl.Set.read_from_str(sched.get_ctx(), f"{{ [{zeros}]; [{unit}] }}")
+    deltas = pairs.deltas()
+    ok = ok.set_tuple_id(deltas.get_tuple_id()) if deltas.has_tuple_id() else ok
+    return not deltas.is_subset(ok.align_params(deltas.get_space()))
+
+
 def _one_thread(prefix: isl.UnionMap, threads: isl.UnionMap, rel: isl.UnionMap) -> bool:
     """Is each element of each tile accessed by a single thread?"""
     where = prefix.range_product(rel)  # instance -> [p -> element]
@@ -336,6 +394,21 @@ def _on_build(pa: isl.PwAff, build: isl.AstBuild, prefix: isl.UnionMap) -> isl.P
     return isl.PwMultiAff.from_map(f.coalesce()).get_pw_aff(0)
 
 
+def without_unrolling(schedule: isl.Schedule) -> isl.Schedule:
+    """``schedule`` with every band member's ``unroll`` loop type reset to default."""
+
+    def walk(node: isl.ScheduleNode) -> isl.ScheduleNode:
+        if node.get_type() == _T.band:
+            for i in range(node.band_n_member()):
+                if node.band_member_get_ast_loop_type(i) == isl.ast_loop_type.unroll:
+                    node = node.band_member_set_ast_loop_type(i, isl.ast_loop_type.default)
+        for i in range(node.n_children()):
+            node = walk(node.child(i)).parent()
+        return node
+
+    return walk(schedule.get_root()).get_schedule()
+
+
 # annotation name -> (the plan's mark, {tensor: offset expressions})
 Annotations = dict[str, tuple[str, dict[str, list[isl.AstExpr]]]]
 
@@ -380,7 +453,13 @@ def build_ast(schedule: isl.Schedule, context: isl.Set, plans: Mapping[str, Shar
         build, h1 = build.set_after_each_mark(after_mark)
         build, h2 = build.set_at_each_domain(at_domain)
         handles += [h1, h2]  # the callbacks must outlive the AST generation
-    ast = build.node_from_schedule(schedule)
+    try:
+        ast = build.node_from_schedule(schedule)
+    except isl.Error:
+        # isl unrolls only loops with a lower bound it can express; keep those rolled.
+        annotations.clear()
+        errors.clear()
+        ast = build.node_from_schedule(without_unrolling(schedule))
     del handles
     if errors:
         raise errors[0]

@@ -54,17 +54,17 @@ GPU mapping (implemented by the GPU-mapping stage):
     Grid dimensions (x, y, z): one to three ints >= 1 with x <= 2**31 - 1 and
     y, z <= 65535.
 
-Options accepted now, implemented by the GPU-mapping stage (they are validated,
-stored, serialized and part of the cache key; later stages give them effect):
+The GPU-performance options (``polyhedral.mapping``, ``polyhedral.promotion``,
+``codegen.private``, ``codegen.reduction``):
 
 ``unroll(n)``
-    Unroll the innermost loops of a kernel up to a product of ``n`` iterations
-    (int >= 1; 1 means no unrolling).
+    Unroll the sequential loops inside a thread's work that have at most ``n``
+    iterations (int >= 1; 1 means no unrolling).
 ``useSharedMemory(b)``, ``maxSharedMemory(n)``, ``sharedDepth(n)``
-    Promote reused tile footprints to shared memory; ``maxSharedMemory`` bounds
-    the bytes per block (int >= 0, or ``None`` for the device's limit);
-    ``sharedDepth`` is the schedule depth at which to promote (int >= 0, 0 lets
-    the compiler choose).
+    Promote tile footprints reused by several threads of a block to shared memory;
+    ``maxSharedMemory`` bounds the bytes per block (int >= 0, or ``None`` for the
+    device's limit, 48 KiB without a device); ``sharedDepth`` is the schedule depth
+    at which to promote (int >= 0, 0 lets the compiler choose: one tile).
 ``unrollCopyShared(b)``
     Unroll the copies to and from shared memory.
 ``usePrivateMemory(b)``, ``privateDepth(n)``
@@ -72,7 +72,8 @@ stored, serialized and part of the cache key; later stages give them effect):
 ``useReadOnlyCache(b)``
     Load read-only tensors through the read-only data cache (``__ldg``).
 ``matchLibraryCalls(b)``
-    Replace recognised patterns (e.g. matrix products) with library calls.
+    Compile recognised patterns with hand-written templates: reductions become
+    block-parallel tree reductions, split across blocks when the output is small.
 
 Booleans must be real ``bool`` values; ints must be ints (``bool`` is rejected where
 an int is expected, and so are floats and strings; numpy integer scalars are
@@ -379,23 +380,23 @@ class MappingOptions:
         return self._set(tile_imperfectly_nested=_check_bool("tileImperfectlyNested", tile))
 
     def matchLibraryCalls(self, match: bool) -> MappingOptions:
-        """Replace recognised patterns with library calls (accepted now, implemented later)."""
+        """Compile reductions as block-parallel tree reductions (see the module docs)."""
         return self._set(match_library_calls=_check_bool("matchLibraryCalls", match))
 
     def useSharedMemory(self, use: bool) -> MappingOptions:
-        """Promote reused tile footprints to shared memory (implemented by GPU mapping)."""
+        """Promote tile footprints reused by several threads to shared memory."""
         return self._set(use_shared_memory=_check_bool("useSharedMemory", use))
 
     def usePrivateMemory(self, use: bool) -> MappingOptions:
-        """Promote per-thread elements to registers (implemented by GPU mapping)."""
+        """Keep elements that one thread updates across a loop in registers."""
         return self._set(use_private_memory=_check_bool("usePrivateMemory", use))
 
     def unrollCopyShared(self, unroll: bool) -> MappingOptions:
-        """Unroll the copies to and from shared memory (implemented by GPU mapping)."""
+        """Unroll the copies to and from shared memory."""
         return self._set(unroll_copy_shared=_check_bool("unrollCopyShared", unroll))
 
     def useReadOnlyCache(self, use: bool) -> MappingOptions:
-        """Load read-only tensors through the read-only cache (implemented by GPU mapping)."""
+        """Load read-only tensors through the read-only cache (``__ldg`` in CUDA)."""
         return self._set(use_readonly_cache=_check_bool("useReadOnlyCache", use))
 
     def maxSharedMemory(self, size: int | None) -> MappingOptions:

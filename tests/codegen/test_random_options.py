@@ -4,8 +4,9 @@ Every option value the compiler accepts must give the interpreter's results: til
 sizes of 0 (untiled), 1 and larger than the domain, 1 to 4 of them; 1 to 3 thread
 dimensions (odd ones too) and 1 to 3 block dimensions; every fusion strategy for the
 outer and the intra-tile schedule; skewing and orthant flags; fixed or symbolic
-sizes; unrolling; the promotion flags (accepted, not implemented yet). Sizes are a
-kernel's test sizes, possibly scaled down (to 1, to a prime, below a tile).
+sizes; unrolling; shared-memory promotion at every depth and under small limits,
+register promotion, the read-only cache, library reductions. Sizes are a kernel's
+test sizes, possibly scaled down (to 1, to a prime, below a tile).
 
 The kernels also pass the static structure checks of ``kernel_checks`` (PoCL runs a
 work-group's items one after another, so it cannot show a race between threads).
@@ -79,7 +80,10 @@ def mapping_options(draw, work_items: int) -> MappingOptions:
     o.tileImperfectlyNested(draw(st.booleans()))
     o.unroll(draw(st.integers(1, 8)))
     o.useSharedMemory(draw(st.booleans()))
+    o.sharedDepth(draw(st.integers(0, 6)))
+    o.maxSharedMemory(draw(st.sampled_from([None, None, 0, 64, 1024, 4096])))
     o.usePrivateMemory(draw(st.booleans()))
+    o.privateDepth(draw(st.integers(0, 6)))
     o.unrollCopyShared(draw(st.booleans()))
     o.useReadOnlyCache(draw(st.booleans()))
     o.matchLibraryCalls(draw(st.booleans()))
