@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tc.arguments import check_ranges
 from tc.errors import TcError
@@ -13,6 +15,9 @@ from tc.ir.printer import function_str
 from tc.lang.frontend import CheckedProgram, check_text
 from tc.lang.printer import tree_text
 from tc.options import MappingOptions
+
+if TYPE_CHECKING:
+    from codegen.compiler import CompiledKernel
 
 STAGES = ("ast", "ir", "scop", "schedule", "kernel", "cuda", "opencl")
 _COMPILED_STAGES = STAGES[2:]
@@ -130,12 +135,24 @@ def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
         else:
             from codegen.nvrtc import compile_cuda
 
-            res = compile_cuda(ck.cuda_source, ck.name, args.arch).resources
-            usage = (f"# {args.arch or 'default arch'}: {res.get('registers', 0)} registers, "
-                     f"{res.get('spill_bytes', 0)} spill bytes, "
-                     f"{res.get('shared_bytes', 0)} shared bytes")
-            out.append(f"{head}\n{usage}\n{ck.cuda_source}")
+            cc = compile_cuda(ck.cuda_source, ck.name, args.arch)
+            out.append(f"{head}\n{_cuda_usage(ck, cc.arch, cc.resources)}\n{ck.cuda_source}")
     return "\n\n".join(out)
+
+
+def _cuda_usage(ck: CompiledKernel, arch: str, res: dict[str, int]) -> str:
+    """The launch configuration and the ptxas resources of one kernel, as comments."""
+    blocks, threads = math.prod(ck.grid), math.prod(ck.block)
+    # Shared memory is declared statically in the kernel; the executor launches every
+    # kernel without dynamic shared memory.
+    launch = (f"# launch: {blocks} blocks x {threads} threads per block = "
+              f"{blocks * threads} threads; shared memory per block: "
+              f"{res.get('shared_bytes', 0)} bytes static, 0 bytes dynamic")
+    usage = (f"# {arch}: {res.get('registers', 0)} registers, "
+             f"{res.get('spill_bytes', 0)} spill bytes ({res.get('spill_stores', 0)} stores, "
+             f"{res.get('spill_loads', 0)} loads), {res.get('shared_bytes', 0)} shared bytes, "
+             f"{res.get('local_bytes', 0)} local bytes")
+    return f"{launch}\n{usage}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +97,23 @@ def test_module_entry_point(files) -> None:
     r = subprocess.run([sys.executable, "-m", "tc", "check", str(files[1])],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 1 and "undefined tensor" in r.stderr
+
+
+def test_explain_cuda_prints_resources_and_launch(files, capsys) -> None:
+    assert main(["explain", str(files[0]), "--entry", "matmul", "--sizes", "M=40,K=5,N=70",
+                 "--stage", "cuda", "--arch", "sm_80"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("# kernel tc_matmul_0:"))
+    launch = re.search(r"grid \(([\d, ]+)\), block \(([\d, ]+)\)", lines[head])
+    assert launch is not None
+    blocks = math.prod(int(v) for v in launch.group(1).split(", "))
+    threads = math.prod(int(v) for v in launch.group(2).split(", "))
+    assert blocks >= 1 and threads > 1
+    assert lines[head + 1] == (
+        f"# launch: {blocks} blocks x {threads} threads per block = {blocks * threads} "
+        "threads; shared memory per block: 0 bytes static, 0 bytes dynamic")
+    usage = re.fullmatch(r"# sm_80: (\d+) registers, 0 spill bytes \(0 stores, 0 loads\), "
+                         r"0 shared bytes, (\d+) local bytes", lines[head + 2])
+    assert usage is not None and int(usage.group(1)) > 0
+    assert 'extern "C" __global__ void tc_matmul_0(' in out
