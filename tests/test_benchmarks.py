@@ -13,13 +13,8 @@ import pytest
 import torch
 
 from benchmarks import gpu_timing, static_report
-from benchmarks.static_report import (
-    COLUMNS,
-    estimate_traffic,
-    markdown,
-    report_kernel,
-    sum_samples,
-)
+from benchmarks.static_report import COLUMNS, markdown, report_kernel
+from benchmarks.traffic import estimate_traffic, sum_samples
 from codegen import kernel as k
 from tc import catalogue
 from tc.ir import nodes as ir
