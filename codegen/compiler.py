@@ -22,9 +22,12 @@ from codegen.lower import ERROR_BUFFER, buffer_name, lower_kernel, mark_depths
 from codegen.printer import print_kernel
 from polyhedral.dependences import compute_dependences
 from polyhedral.intra_tile import reschedule_tiles
-from polyhedral.mapping import MappedSchedule, build_ast, map_to_gpu
+from polyhedral.mapping import MappedSchedule, map_to_gpu
+from polyhedral.promotion import DEFAULT_SHARED_LIMIT, promote_shared
+from polyhedral.promotion import build_ast as build_annotated_ast
 from polyhedral.schedule import compute_schedule, schedule_str, tile_schedule
-from polyhedral.scop import build_scop
+from polyhedral.scop import Scop, build_scop
+from polyhedral.threads import prefix_schedules, thread_crossing_pairs
 from tc.ir import nodes as ir
 from tc.ir.types import INDEX_TYPE, ScalarType
 from tc.options import MappingOptions
@@ -65,6 +68,12 @@ class CompiledProgram:
     stages: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     mapped: MappedSchedule | None = None  # the mapped schedule tree (for tools and tests)
+    # matchLibraryCalls: global buffers of intermediate results (in ``buffers`` too,
+    # before the error flag), which the executor allocates zero-filled ...
+    scratch: tuple[k.Buffer, ...] = ()
+    # ... and the program's parts, when some stages are compiled by a template (``mapped``
+    # is then None: each pipeline segment has its own).
+    segments: tuple[Segment, ...] = ()
 
 
 def _const(v: int) -> ir.Expr:
@@ -105,9 +114,21 @@ def dependence_pairs(deps: isl.UnionMap) -> frozenset[tuple[str, str]]:
     return frozenset(pairs)
 
 
+def _size_context(scop: Scop, sizes: Mapping[str, int]) -> isl.Set:
+    """The scop's parameters fixed to the concrete sizes."""
+    names = ", ".join(scop.param_ids[n] for n in scop.param_ids)
+    cons = " and ".join(f"{scop.param_ids[n]} = {int(sizes[n])}" for n in scop.param_ids)
+    return isl.Set.read_from_str(scop.context.get_ctx(),
+                                 f"[{names}] -> {{ : {cons or 'true'} }}")
+
+
 def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
                     input_strides: Sequence[Sequence[int]]) -> CompiledProgram:
     """Compile ``fn`` for concrete sizes and input strides under ``options``."""
+    if options.match_library_calls:
+        segmented = _compile_segmented(fn, options, sizes, input_strides)
+        if segmented is not None:
+            return segmented
     timings: dict[str, float] = {}
     stages: dict[str, str] = {}
     clock = time.perf_counter()
@@ -127,8 +148,16 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     tiled = reschedule_tiles(scop, deps, tile_schedule(schedule, options.tile_sizes), options)
     stages["schedule"] = schedule_str(tiled)
     lap("schedule")
-    mapped = map_to_gpu(scop, deps, tiled, options)
-    ast = build_ast(dataclasses.replace(mapped, schedule=mark_depths(mapped.schedule)))
+    context = _size_context(scop, sizes)
+    mapped = map_to_gpu(scop, deps, tiled, options, context)
+    plans: dict = {}
+    if options.use_shared_memory:
+        limit = options.max_shared_memory
+        marked, plans = promote_shared(mapped, sizes, context,
+                                       DEFAULT_SHARED_LIMIT if limit is None else limit,
+                                       options.shared_depth)
+        mapped = dataclasses.replace(mapped, schedule=marked)
+    ast, annotations = build_annotated_ast(mark_depths(mapped.schedule), scop.context, plans)
     stages["mapped"] = schedule_str(mapped.schedule)
     stages["isl_ast"] = ast.to_C_str()
     lap("map")
@@ -138,10 +167,20 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     shapes = {t.name: tuple(s.evaluate(sizes) for s in t.shape) for t in fn.tensors}
     checks: list[ir.Read] = []
     kernels = []
-    pairs = dependence_pairs(deps.validity)
+    prefixes = prefix_schedules(mapped.schedule)
+
+    every = dependence_pairs(deps.validity)
+
+    def pairs(places, threads):
+        crossing = thread_crossing_pairs(prefixes, deps.validity, places, threads, context)
+        copies = {(f"copy:{a}", f"copy:{b}") for a, b in every}  # see codegen.shared
+        copies |= {(f"copy:{a}", b) for a, b in every} | {(a, f"copy:{b}") for a, b in every}
+        return crossing | copies
+
     for m in mapped.kernels:
         kern = lower_kernel(kernel_asts[m.index], fn, f"tc_{fn.name}_{m.index}", m.grid,
-                            m.block, buffers, params, shapes, checks, pairs, options)
+                            m.block, buffers, params, shapes, checks, pairs, options, plans,
+                            annotations)
         kernels.append(kern)
     lap("lower")
     compiled = tuple(CompiledKernel(kern, print_kernel(kern, "cuda"),
@@ -150,3 +189,139 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     stages["host"] = host_mod.host_str(program)
     return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
                            tuple(checks), stages, timings, mapped)
+
+
+# -- matchLibraryCalls: segments ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive stages compiled together in a program that ``matchLibraryCalls``
+    split: one reduction stage compiled by :mod:`codegen.reduction`, or a maximal run of
+    other stages compiled by the polyhedral pipeline as a function of its own."""
+
+    kind: str  # "reduction" | "pipeline"
+    stages: range  # positions in fn.stages
+    kernels: range  # positions in CompiledProgram.kernels
+    mapped: MappedSchedule | None = None  # a pipeline segment's (kernels numbered from 0)
+
+
+def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
+                       input_strides: Sequence[Sequence[int]]) -> CompiledProgram | None:
+    """``fn`` compiled in segments (see :class:`Segment`), or None when no stage is a
+    reduction that the template takes (the caller then compiles ``fn`` whole)."""
+    from codegen import reduction
+
+    plans = {i: p for i in range(len(fn.stages))
+             if (p := reduction.plan_reduction(fn, i, sizes, options)) is not None}
+    if not plans:
+        return None
+    # Every kernel takes every global buffer, so the scratch buffers exist up front.
+    scratch = tuple(b for p in plans.values() if (b := reduction.scratch_buffer(p)) is not None)
+    base = make_buffers(fn, sizes, input_strides)
+    buffers = base[:-1] + scratch + base[-1:]
+    shapes = {t.name: tuple(s.evaluate(sizes) for s in t.shape) for t in fn.tensors}
+    plain = options.copy().matchLibraryCalls(False)
+    kernels: list[k.Kernel] = []
+    checks: list[ir.Read] = []  # numbered across the whole program
+    hosts: list[host_mod.HostNode] = []
+    segments: list[Segment] = []
+    texts: dict[str, list[str]] = {key: [] for key in ("scop", "schedule", "mapped", "isl_ast")}
+    timings: dict[str, float] = {}
+    start = 0
+    while start < len(fn.stages):
+        first = len(kernels)
+        if start in plans:
+            clock = time.perf_counter()
+            plan, end = plans[start], start + 1
+            names = [f"tc_{fn.name}_{first + j}" for j in range(2)]
+            kernels += reduction.lower_reduction(fn, plan, names, buffers, shapes, checks,
+                                                 readonly_cache=options.use_readonly_cache)
+            timings["lower"] = timings.get("lower", 0.0) + time.perf_counter() - clock
+            for key in texts:
+                texts[key].append(f"# {reduction.describe(plan)}")
+            hosts.append(host_mod.HostBlock(tuple(map(host_mod.Launch,
+                                                      range(first, len(kernels))))))
+            segments.append(Segment("reduction", range(start, end), range(first, len(kernels))))
+        else:
+            end = start
+            while end < len(fn.stages) and end not in plans:
+                end += 1
+            # A sub-function of the run: its scop names S0.. and lower.instantiate both
+            # index the run's own stages, so the two agree.
+            sub = compile_program(dataclasses.replace(fn, stages=fn.stages[start:end]), plain,
+                                  sizes, input_strides)
+            for ck in sub.kernels:
+                kern = ck.kernel
+                kernels.append(dataclasses.replace(
+                    kern, name=f"tc_{fn.name}_{len(kernels)}",
+                    buffers=buffers + tuple(b for b in kern.buffers if b.space != "global"),
+                    body=_renumber_checks(kern.body, len(checks))))
+            checks += sub.checks
+            hosts.append(_shift_launches(sub.host, first))
+            for key in texts:
+                texts[key].append(f"# stages {start}..{end - 1}: polyhedral pipeline\n"
+                                  f"{sub.stages[key]}")
+            for key, seconds in sub.timings.items():
+                timings[key] = timings.get(key, 0.0) + seconds
+            segments.append(Segment("pipeline", range(start, end), range(first, len(kernels)),
+                                    sub.mapped))
+        start = end
+    clock = time.perf_counter()
+    compiled = tuple(CompiledKernel(kern, print_kernel(kern, "cuda"),
+                                    print_kernel(kern, "opencl")) for kern in kernels)
+    timings["print"] = timings.get("print", 0.0) + time.perf_counter() - clock
+    program = host_mod.HostBlock(tuple(hosts))
+    stages = {key: "\n".join(parts) for key, parts in texts.items()}
+    stages["host"] = host_mod.host_str(program)
+    return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
+                           tuple(checks), stages, timings, None, scratch, tuple(segments))
+
+
+def _shift_launches(node: host_mod.HostNode, offset: int) -> host_mod.HostNode:
+    """A segment's host program with its kernels renumbered from ``offset``."""
+    if isinstance(node, host_mod.Launch):
+        return host_mod.Launch(node.kernel + offset)
+    if isinstance(node, host_mod.HostBlock):
+        return host_mod.HostBlock(tuple(_shift_launches(n, offset) for n in node.items))
+    if isinstance(node, host_mod.HostIf):
+        other = None if node.otherwise is None else _shift_launches(node.otherwise, offset)
+        return host_mod.HostIf(node.cond, _shift_launches(node.then, offset), other)
+    return node
+
+
+class _CheckShift(ir.Mutator):
+    """Error numbers of in-kernel bounds checks (``tc_oob(n)``) moved by an offset."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def mutate_Call(self, e: ir.Call) -> ir.Expr:
+        e = self.generic(e)
+        if e.fn == "tc_oob" and isinstance(e.args[0], ir.IntImm):
+            return dataclasses.replace(e, args=(_const(e.args[0].value + self.offset),))
+        return e
+
+
+def _renumber_checks(s: k.Stmt, offset: int) -> k.Stmt:
+    """A segment's kernel body with its check numbers following the earlier segments'."""
+    if offset == 0:
+        return s
+    m = _CheckShift(offset).mutate
+    if isinstance(s, k.Block):
+        return k.Block(tuple(_renumber_checks(c, offset) for c in s.body))
+    if isinstance(s, k.For):
+        return dataclasses.replace(s, init=m(s.init), cond=m(s.cond),
+                                   body=_renumber_checks(s.body, offset))
+    if isinstance(s, k.If):
+        other = None if s.otherwise is None else _renumber_checks(s.otherwise, offset)
+        return k.If(m(s.cond), _renumber_checks(s.then, offset), other)
+    if isinstance(s, k.Scope):
+        return k.Scope(_renumber_checks(s.body, offset))
+    if isinstance(s, k.Store):
+        return dataclasses.replace(s, indices=tuple(map(m, s.indices)), value=m(s.value))
+    if isinstance(s, k.Local):
+        return s if s.init is None else dataclasses.replace(s, init=m(s.init))
+    if isinstance(s, k.Assign):
+        return dataclasses.replace(s, value=m(s.value))
+    return s

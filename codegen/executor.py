@@ -99,8 +99,12 @@ class Executor:
         for t in self.fn.outputs + self.fn.temps:
             shape = tuple(s.evaluate(call.sizes) for s in t.shape)
             made.append(torch.zeros(shape, dtype=TORCH_DTYPES[t.dtype], device=dev))
+        # Scratch buffers of the templates (matchLibraryCalls), zero-filled like the rest.
+        scratch = [torch.zeros(tuple(int(s.value) for s in b.shape),
+                               dtype=TORCH_DTYPES[b.dtype], device=dev)
+                   for b in self.program.scratch]
         err = torch.zeros(1, dtype=torch.int32, device=dev)
-        tensors = list(call.inputs) + made + [err]
+        tensors = list(call.inputs) + made + scratch + [err]
         n_in = len(call.inputs)
         args = [KernelArg.buffer(t, written=i >= n_in) for i, t in enumerate(tensors)]
         args += [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32)

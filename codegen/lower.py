@@ -437,15 +437,11 @@ def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, 
     lowering = _KernelLowering(fn, grid, block, params, shapes, checks, shared, annotations,
                                bool(options is not None and options.unroll_copy_shared))
     body = lowering.node(ast, _Ctx())
-    promoted = {s for plan in lowering.used for s in plan.statements}  # (conservative)
     if options is not None and options.use_private_memory:
         body = promote_private(body)
     if block[0] * block[1] * block[2] > 1:
         if callable(deps):
-            # The copies move promoted tensors' global accesses to other threads.
-            places = {s: (None if s in promoted else p)
-                      for s, p in placements(body, block).items()}
-            deps = deps(places, tuple(n for n in block if n > 1))
+            deps = deps(placements(body, block), tuple(n for n in block if n > 1))
         body = place_barriers(body, deps)
     meta = {"readonly_cache": bool(options is not None and options.use_readonly_cache)}
     local = tuple(shared_buffer(p) for plan in lowering.used for p in plan.tensors)

@@ -11,7 +11,9 @@ there are guarded reads that never happen.
 
 The barrier after the body also separates the body's last reads from the next
 copy-in when the mark is inside a loop; barrier placement (``codegen.barriers``)
-adds the ones the global accesses of the copies need.
+adds the ones the global accesses of the copies need: a copy of statement ``S``'s
+accesses is named ``copy:S`` and has all of ``S``'s dependences, thread-crossing or
+not, since its threads are not ``S``'s.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def _copy(p: Promoted, offsets: Sequence[ir.Expr], shape: Sequence[int],
         global_idx.append(g)
         ok = _b("&&", _b(">=", g, _c(0)), _b("<", g, _c(shape[j])))
         cond = ok if cond is None else _b("&&", cond, ok)
-    origin = "|".join(sorted(p.readers if into_shared else p.writers))
+    # The copies move the promoted accesses to other threads: they get names of their
+    # own, "copy:S", with every dependence of S (codegen.barriers, codegen.compiler).
+    origin = "|".join(f"copy:{s}" for s in sorted(p.readers if into_shared else p.writers))
     if into_shared:
         value = ir.Read(global_name, tuple(global_idx), type=p.dtype)
         store = k.Store(p.buffer, tuple(local_idx), value, origin=origin)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -211,7 +212,7 @@ def distribution_problems(kern: k.Kernel, members: Sequence[MappedMember]) -> li
     return problems
 
 
-def structure_problems(program: CompiledProgram) -> list[str]:
+def _pipeline_problems(program: CompiledProgram) -> list[str]:
     """Everything :mod:`kernel_checks` checks statically, for every kernel of a program."""
     members = mapped_members(program)
     problems: list[str] = []
@@ -219,3 +220,48 @@ def structure_problems(program: CompiledProgram) -> list[str]:
         problems += barrier_problems(ck.kernel)
         problems += distribution_problems(ck.kernel, [m for m in members if m.kernel == index])
     return problems
+
+
+def _is_thread0(cond: ir.Expr) -> bool:
+    return (isinstance(cond, ir.Binary) and cond.op == "==" and cond.a == k.hw("thread", "x")
+            and isinstance(cond.b, ir.IntImm) and cond.b.value == 0)
+
+
+def _unguarded_global_stores(kern: k.Kernel) -> list[str]:
+    """Stores of a template kernel to global memory that not only thread 0 runs."""
+    globals_ = {b.name for b in kern.arguments}
+    out: list[str] = []
+
+    def visit(s: k.Stmt, guarded: bool) -> None:
+        if isinstance(s, k.Store) and s.buffer in globals_ and not guarded:
+            out.append(f"{kern.name}: store to {s.buffer} on every thread")
+        elif isinstance(s, k.If):
+            visit(s.then, guarded or _is_thread0(s.cond))
+            if s.otherwise is not None:
+                visit(s.otherwise, guarded)
+        elif isinstance(s, k.Block):
+            for c in s.body:
+                visit(c, guarded)
+        elif isinstance(s, k.For | k.Scope):
+            visit(s.body, guarded)
+
+    visit(kern.body, False)
+    return out
+
+
+def structure_problems(program: CompiledProgram) -> list[str]:
+    """The static checks of ``kernel_checks``, segment by segment: pipeline segments get
+    them all (with their own mapped schedule); template kernels get the barrier checks
+    (none in thread-dependent control flow) and a single writer per block."""
+    if not program.segments:
+        return _pipeline_problems(program)
+    out: list[str] = []
+    for seg in program.segments:
+        kernels = program.kernels[seg.kernels.start:seg.kernels.stop]
+        if seg.kind == "pipeline":
+            part = dataclasses.replace(program, kernels=kernels, mapped=seg.mapped, segments=())
+            out += _pipeline_problems(part)
+        else:
+            for ck in kernels:
+                out += barrier_problems(ck.kernel) + _unguarded_global_stores(ck.kernel)
+    return out
