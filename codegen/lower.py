@@ -438,7 +438,7 @@ def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, 
                                bool(options is not None and options.unroll_copy_shared))
     body = lowering.node(ast, _Ctx())
     if options is not None and options.use_private_memory:
-        body = promote_private(body)
+        body = promote_private(body, options.private_depth)
     if block[0] * block[1] * block[2] > 1:
         if callable(deps):
             deps = deps(placements(body, block), tuple(n for n in block if n > 1))
