@@ -157,6 +157,8 @@ def _lower_bound(footprint: isl.Map, j: int) -> isl.PwAff:
 
 def _box_map(offsets: list[isl.PwAff], sizes: list[int], like: isl.Map) -> isl.Map:
     """``p -> the box at p`` in the space of ``like`` (p -> tensor elements)."""
+    if not offsets:  # a scalar: its one element at every p
+        return isl.Map.universe(like.get_space())
     offs = isl.Map.from_pw_aff(offsets[0])
     for off in offsets[1:]:
         offs = offs.flat_range_product(isl.Map.from_pw_aff(off))
