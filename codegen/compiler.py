@@ -18,6 +18,7 @@ import islpy as isl
 
 from codegen import host as host_mod
 from codegen import kernel as k
+from codegen import stats
 from codegen.lower import ERROR_BUFFER, buffer_name, lower_kernel, mark_depths
 from codegen.printer import print_kernel
 from polyhedral.dependences import compute_dependences
@@ -125,6 +126,7 @@ def _size_context(scop: Scop, sizes: Mapping[str, int]) -> isl.Set:
 def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
                     input_strides: Sequence[Sequence[int]]) -> CompiledProgram:
     """Compile ``fn`` for concrete sizes and input strides under ``options``."""
+    stats.count("compile_program")
     if options.match_library_calls:
         segmented = _compile_segmented(fn, options, sizes, input_strides)
         if segmented is not None:

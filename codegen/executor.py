@@ -44,28 +44,80 @@ class Executor:
     """
 
     def __init__(self, program: CompiledProgram, backend: str, signature: tuple,
-                 arch: str | None = None) -> None:
+                 arch: str | None = None,
+                 binaries: Sequence[bytes | None] | None = None) -> None:
+        """Compile ``program``'s kernels for ``backend`` (NVRTC or PoCL); with
+        ``binaries`` (see :meth:`binaries`), a kernel whose binary is given is loaded
+        from it instead of being compiled."""
         if backend not in BACKENDS:
             raise TcBackendError(f"unknown compiled backend {backend!r}")
+        if binaries is not None and len(binaries) != len(program.kernels):
+            raise TcBackendError(f"{len(binaries)} binaries for {len(program.kernels)} kernels")
         self.program = program
         self.backend = backend
         self.signature = signature
         self._compiled: list[object] = []
         infos = []
-        for ck in program.kernels:
+        for i, ck in enumerate(program.kernels):
+            binary = None if binaries is None else binaries[i]
             if backend == "cuda":
-                from codegen.nvrtc import compile_cuda
+                from codegen.nvrtc import compile_cuda, load_compiled, normalize_arch
 
-                cc = compile_cuda(ck.cuda_source, ck.name, arch)
+                if binary is None:
+                    cc = compile_cuda(ck.cuda_source, ck.name, arch)
+                else:
+                    cc = load_compiled(binary)
+                    if cc.name != ck.name or cc.arch != normalize_arch(arch):
+                        raise TcBackendError(
+                            f"the stored CUDA kernel is {cc.name!r} for {cc.arch}, not "
+                            f"{ck.name!r} for {normalize_arch(arch)}")
                 self._compiled.append(cc)
                 infos.append(KernelInfo(ck.name, ck.cuda_source, ck.grid, ck.block, cc.ptx,
                                         dict(cc.resources)))
             else:
-                from codegen.opencl import build_program
+                from codegen.opencl import build_program, program_from_binary
 
-                self._compiled.append(build_program(ck.opencl_source))
+                self._compiled.append(build_program(ck.opencl_source) if binary is None
+                                      else program_from_binary(binary))
                 infos.append(KernelInfo(ck.name, ck.opencl_source, ck.grid, ck.block))
         self.kernels: list[KernelInfo] = infos
+
+    @classmethod
+    def from_artifact(cls, blob: bytes, backend: str, signature: tuple,
+                      arch: str | None = None, fn=None) -> Executor:
+        """An executor from a stored artefact (:func:`codegen.artifact.dump_program`),
+        with no scheduling and no compiling.
+
+        ``signature`` is the call's (``BoundCall.signature()``); with ``fn`` (an IR
+        function), the stored program must compute exactly it. Raises
+        :class:`codegen.artifact.ArtifactError` (a ``TcBackendError``) when the
+        artefact is unreadable or does not match, and ``TcBackendError`` when the back
+        end rejects a stored binary: callers then compile instead.
+        """
+        from codegen.artifact import load_program, verify_program
+
+        program, binaries = load_program(blob)
+        # The stored fn keeps its own source text, which its spans (and so the bounds
+        # checks' error messages) point into.
+        verify_program(program, signature, fn)
+        return cls(program, backend, signature, arch, binaries)
+
+    def binaries(self) -> list[bytes | None]:
+        """Per kernel, what :meth:`from_artifact` reloads it from: the OpenCL program
+        binary, or the CUDA PTX and cubin with their ptxas report."""
+        if self.backend == "cuda":
+            from codegen.nvrtc import dump_compiled
+
+            return [dump_compiled(cc) for cc in self._compiled]
+        from codegen.opencl import program_binary
+
+        return [program_binary(p) for p in self._compiled]
+
+    def artifact(self) -> bytes:
+        """This executor's program and binaries as an artefact for the compilation cache."""
+        from codegen.artifact import dump_program
+
+        return dump_program(self.program, self.binaries())
 
     @property
     def fn(self):

@@ -9,8 +9,10 @@ the register, spill and shared-memory usage of every kernel.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 from cupy.cuda import nvrtc
 
+from codegen import stats
 from codegen.launch import (
     CUDA_LIMITS,
     ArgKind,
@@ -34,6 +37,9 @@ __all__ = [
     "clear_compile_cache",
     "compile_cuda",
     "cuda_device_available",
+    "dump_compiled",
+    "load_compiled",
+    "normalize_arch",
     "launch_cuda",
     "parse_ptxas_log",
 ]
@@ -123,6 +129,12 @@ def _normalize_arch(arch: str | None) -> str:
     return f"{prefix}{number}{suffix}"
 
 
+def normalize_arch(arch: str | None) -> str:
+    """``arch`` as NVRTC takes it (``"90"`` -> ``"sm_90"``); None: the current device's
+    architecture, or ``sm_80`` without a GPU."""
+    return _normalize_arch(arch)
+
+
 def compile_cuda(
     source: str, name: str, arch: str | None = None, extra_options: Sequence[str] = ()
 ) -> CompiledCuda:
@@ -149,6 +161,7 @@ def clear_compile_cache() -> None:
 
 
 def _compile(source: str, name: str, arch: str, extra_options: tuple[str, ...]) -> CompiledCuda:
+    stats.count("nvrtc_compile")
     real = arch.startswith("sm_")
     options = (f"-arch={arch}",) + (("-Xptxas", "-v") if real else ()) + extra_options
     try:
@@ -175,6 +188,40 @@ def _compile(source: str, name: str, arch: str, extra_options: tuple[str, ...]) 
     resources = dict(functions.get(entry, {})) if real else {}
     log.debug("NVRTC compiled %s for %s: %s", name, arch, resources)
     return CompiledCuda(name, ptx_text, cubin, arch, text, resources, entry, options, functions)
+
+
+_BLOB_MAGIC = b"TCCUDA1\0"
+
+
+def dump_compiled(compiled: CompiledCuda) -> bytes:
+    """``compiled`` as bytes (its PTX, cubin and ptxas report) for :func:`load_compiled`."""
+    head = json.dumps({
+        "name": compiled.name, "ptx": compiled.ptx, "arch": compiled.arch,
+        "log": compiled.log, "resources": compiled.resources, "entry": compiled.entry,
+        "options": list(compiled.options), "functions": compiled.functions,
+        "has_cubin": compiled.cubin is not None,
+    }, sort_keys=True).encode()
+    return _BLOB_MAGIC + struct.pack("<Q", len(head)) + head + (compiled.cubin or b"")
+
+
+def load_compiled(blob: bytes) -> CompiledCuda:
+    """The :class:`CompiledCuda` that :func:`dump_compiled` wrote, without running NVRTC;
+    ``TcBackendError`` on bytes it did not write."""
+    stats.count("nvrtc_load_binary")
+    blob = bytes(blob)
+    start = len(_BLOB_MAGIC) + 8
+    if len(blob) < start or not blob.startswith(_BLOB_MAGIC):
+        raise TcBackendError("not a stored CUDA kernel (bad magic)")
+    (n,) = struct.unpack_from("<Q", blob, len(_BLOB_MAGIC))
+    try:
+        h = json.loads(blob[start:start + n].decode())
+        cubin = blob[start + n:] if h["has_cubin"] else None
+        functions = {f: {k: int(v) for k, v in r.items()} for f, r in h["functions"].items()}
+        return CompiledCuda(str(h["name"]), str(h["ptx"]), cubin, str(h["arch"]), str(h["log"]),
+                            {k: int(v) for k, v in h["resources"].items()}, str(h["entry"]),
+                            tuple(map(str, h["options"])), functions)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise TcBackendError(f"not a stored CUDA kernel: {e}") from e
 
 
 def _program_log(prog: Any) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pyopencl as cl
 import torch
 
+from codegen import stats
 from codegen.launch import (
     ArgKind,
     KernelArg,
@@ -33,6 +34,8 @@ __all__ = [
     "find_pocl",
     "launch",
     "pocl_device",
+    "program_binary",
+    "program_from_binary",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,7 @@ def clear_program_cache() -> None:
 
 
 def _compile(source: str, options: tuple[str, ...]) -> cl.Program:
+    stats.count("opencl_build")
     ctx, _ = pocl_device()
     dev = ctx.devices[0]
     program = cl.Program(ctx, source)
@@ -126,6 +130,32 @@ def _compile(source: str, options: tuple[str, ...]) -> cl.Program:
             f"{build_log.strip()}\n--- source ---\n{number_lines(source)}"
         ) from e
     log.debug("built OpenCL program (%d chars, options %s)", len(source), options)
+    return program
+
+
+def program_binary(program: cl.Program) -> bytes:
+    """The device binary of a built program, which :func:`program_from_binary` loads
+    back (in a process with the same PoCL version and device) without compiling."""
+    ctx, _ = pocl_device()
+    devices = program.get_info(cl.program_info.DEVICES)
+    binaries = program.get_info(cl.program_info.BINARIES)
+    for dev, binary in zip(devices, binaries, strict=True):
+        if dev == ctx.devices[0]:
+            return bytes(binary)
+    raise TcBackendError("the OpenCL program was not built for the PoCL device")
+
+
+def program_from_binary(binary: bytes) -> cl.Program:
+    """A program for the PoCL device from :func:`program_binary`'s bytes, without
+    compiling its source; ``TcBackendError`` when PoCL rejects the binary."""
+    stats.count("opencl_load_binary")
+    ctx, _ = pocl_device()
+    dev = ctx.devices[0]
+    try:
+        program = cl.Program(ctx, [dev], [bytes(binary)])
+        program.build(devices=[dev])
+    except (cl.Error, ValueError, TypeError) as e:
+        raise TcBackendError(f"PoCL cannot load the stored program binary: {e}") from e
     return program
 
 

@@ -8,7 +8,14 @@ torch tensors::
     C = T.matmul(A, B)
 """
 
-from tc.api import TC, TcFunction, compile, define, make_naive_options_factory
+from tc.api import (
+    TC,
+    TcFunction,
+    compile,
+    define,
+    make_load_from_cache_options_factory,
+    make_naive_options_factory,
+)
 from tc.errors import (
     TcArgumentError,
     TcArgumentTypeError,
@@ -26,6 +33,19 @@ from tc.options import MappingOptions
 
 __version__ = "0.1.0"
 
+# The autotuner (autotuner.tuner) imports tc's modules, so it is loaded on first use:
+# importing it here would leave it half-initialised when autotuner is imported first.
+_AUTOTUNER = ("TunerConfig", "autotune", "make_autotuned_options_factory")
+
+
+def __getattr__(name: str):
+    if name in _AUTOTUNER:
+        from autotuner import tuner
+
+        return getattr(tuner, name)
+    raise AttributeError(f"module 'tc' has no attribute {name!r}")
+
+
 __all__ = [
     "TC",
     "MappingOptions",
@@ -41,7 +61,11 @@ __all__ = [
     "TcSemanticError",
     "TcSyntaxError",
     "TcTypeError",
+    "TunerConfig",
+    "autotune",
     "compile",
     "define",
+    "make_autotuned_options_factory",
+    "make_load_from_cache_options_factory",
     "make_naive_options_factory",
 ]

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tc.arguments import BoundCall, bind, check_outputs
 from tc.backend import Backend, get_backend
-from tc.errors import TcArgumentError, TcArgumentTypeError
+from tc.errors import TcArgumentError, TcArgumentTypeError, TcError
 from tc.ir import nodes as ir
 from tc.lang.frontend import check_text
 from tc.lang.printer import canonical_text
 from tc.options import MappingOptions
 
+if TYPE_CHECKING:
+    from autotuner.cache import CompilationCache
+
 OptionsFactory = Callable[..., MappingOptions]
+
+_log = logging.getLogger(__name__)
 
 
 def make_naive_options_factory() -> OptionsFactory:
@@ -28,6 +35,46 @@ def make_naive_options_factory() -> OptionsFactory:
     def factory(lang: str, entry_point: str, *inputs: torch.Tensor) -> MappingOptions:
         return MappingOptions("naive")
 
+    return factory
+
+
+def make_load_from_cache_options_factory(cache_filename: str | os.PathLike | CompilationCache
+                                         | None = None, *,
+                                         backend: str | None = None,
+                                         arch: str | None = None) -> OptionsFactory:
+    """An options factory giving the best options of the compilation cache
+    ``cache_filename`` (a path, None for the default cache, or an open
+    ``CompilationCache``) for each input signature, and naive
+    options (with a logged warning) for a signature the cache does not hold.
+
+    Its ``cache`` attribute (an ``autotuner.cache.CompilationCache``) is what
+    ``tc.define(lang, factory)`` hands to its back end, so that a kernel stored with
+    its compiled artefact runs with no scheduling and no compiling. ``backend``
+    ("opencl" or "cuda"; None: by the inputs' device) and ``arch`` (the CUDA
+    architecture) pick the cache key's back end.
+    """
+    from autotuner.cache import CompilationCache, cache_key
+
+    cache = (cache_filename if isinstance(cache_filename, CompilationCache)
+             else CompilationCache(cache_filename))
+
+    def factory(lang: str, entry_point: str, *inputs: Any) -> MappingOptions:
+        fn = TC(lang, None, get_backend("reference"))[entry_point]
+        call = fn.bind(*inputs)
+        name = backend or ("cuda" if call.device.type == "cuda" else "opencl")
+        try:
+            best = cache.best(cache_key(fn.canonical, entry_point, call, name, arch))
+        except TcError as e:
+            _log.warning("compilation cache not consulted for %s (%s): naive options",
+                         entry_point, e)
+            return MappingOptions("naive")
+        if best is None:
+            _log.warning("no tuned options for %s with inputs %s in %s: naive options",
+                         entry_point, call.signature()[:-1], cache.path)
+            return MappingOptions("naive")
+        return best.options.copy()
+
+    factory.cache = cache  # type: ignore[attr-defined]
     return factory
 
 
@@ -137,8 +184,16 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
     PoCL's CPU device), ``"cuda"`` (kernels on a CUDA GPU), or None: CUDA tensors go
     to ``"cuda"``, CPU tensors to ``"opencl"``. ``options_factory(lang, entry_point,
     *inputs)`` supplies the mapping options of compiled back ends (naive by default).
+    A factory with a ``cache`` attribute (a compilation cache, as from
+    :func:`make_load_from_cache_options_factory`) also lends its cached compiled kernels.
     """
-    return TC(lang, options_factory, get_backend(backend))
+    unit = TC(lang, options_factory, get_backend(backend))
+    if getattr(options_factory, "cache", None) is not None:
+        from tc.backend import attach_cache
+
+        attach_cache(unit.backend, options_factory.cache,
+                     {unit[n].ir: unit[n].canonical for n in unit.entry_points})
+    return unit
 
 
 def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,  # noqa: A001

@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 
 from tc.arguments import BoundCall, from_numpy, to_numpy
-from tc.errors import TcBackendError
+from tc.errors import TcBackendError, TcError
 from tc.ir import interpret
 from tc.ir import nodes as ir
 from tc.options import MappingOptions
@@ -52,12 +52,19 @@ class ReferenceBackend:
 
 
 class CompiledBackend:
-    """Compiles through polyhedral/ and codegen/, memoising one executor per signature."""
+    """Compiles through polyhedral/ and codegen/, memoising one executor per signature.
+
+    With a compilation cache attached (:func:`attach_cache`), a signature whose options
+    the cache holds with a compiled artefact runs that artefact: no scheduling, no
+    compiling. Anything else (a miss, other options, an unusable artefact) compiles.
+    """
 
     def __init__(self, name: str, arch: str | None = None) -> None:
         self.name = name
         self.arch = arch
         self._executors: dict[tuple, object] = {}
+        self.cache = None  # an autotuner.cache.CompilationCache, or None
+        self.canonicals: dict[ir.Function, str] = {}  # canonical texts, for cache keys
 
     def executor(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
         """The executor for this call's signature (compiled on first use)."""
@@ -76,12 +83,48 @@ class CompiledBackend:
             if self.name == "opencl" and call.device.type != "cpu":
                 raise TcBackendError(f"backend 'opencl' runs on CPU tensors, got tensors on "
                                      f"{call.device}")
-            log.info("compiling %s for %s", fn.name, call.signature())
-            program = compile_program(fn, options, call.sizes,
-                                      [t.stride() for t in call.inputs])
-            ex = Executor(program, self.name, call.signature(), self.arch)
+            ex = self._from_cache(fn, call, options)
+            if ex is None:
+                log.info("compiling %s for %s", fn.name, call.signature())
+                program = compile_program(fn, options, call.sizes,
+                                          [t.stride() for t in call.inputs])
+                ex = Executor(program, self.name, call.signature(), self.arch)
             self._executors[key] = ex
         return ex
+
+    def _from_cache(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
+        """The executor of the cache's artefact for exactly these options, or None."""
+        canonical = self.canonicals.get(fn)
+        if self.cache is None or canonical is None:
+            return None
+        from autotuner.cache import cache_key
+        from codegen.artifact import ArtifactMismatch
+        from codegen.executor import Executor
+
+        try:
+            key = cache_key(canonical, fn.name, call, self.name, self.arch)
+        except TcError as e:
+            log.warning("compilation cache not consulted for %s: %s", fn.name, e)
+            return None
+        for entry in self.cache.lookup(key):
+            if entry.options != options or entry.artifact is None:
+                continue
+            try:
+                ex = Executor.from_artifact(entry.artifact, self.name, call.signature(),
+                                            self.arch, fn=fn)
+            except ArtifactMismatch as e:  # e.g. renamed identifiers: same options, recompile
+                log.info("cached kernel of %s not reused (%s); compiling", fn.name, e)
+            except TcBackendError as e:
+                log.warning("cached kernel of %s is unusable (%s); compiling", fn.name, e)
+            else:
+                if ex.program.options == options:
+                    log.info("loaded %s for %s from the compilation cache", fn.name,
+                             call.signature())
+                    return ex
+                log.warning("cached kernel of %s was compiled with other options than its "
+                            "entry's; compiling", fn.name)
+            return None
+        return None
 
     def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
         return self.executor(fn, call, options(fn, call)).run(call)
@@ -100,6 +143,15 @@ class AutoBackend:
 
     def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
         return self.pick(call).run(fn, call, options)
+
+
+def attach_cache(backend: Backend, cache, canonicals: dict[ir.Function, str]) -> None:
+    """Let ``backend`` (compiled or auto) run the artefacts of compilation cache
+    ``cache`` for the functions of ``canonicals`` (function -> canonical text)."""
+    for b in getattr(backend, "_by_name", {}).values() or [backend]:
+        if isinstance(b, CompiledBackend):
+            b.cache = cache
+            b.canonicals.update(canonicals)
 
 
 def get_backend(name: str | None, arch: str | None = None) -> Backend:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m tc check|explain ...``."""
+"""The command line: ``python -m tc check|explain|cache|tune ...``."""
 
 from __future__ import annotations
 
@@ -171,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "serialized options (JSON text) or a file holding them; default naive")
     e.add_argument("--arch", help="CUDA architecture for --stage cuda (default sm_80)")
     e.set_defaults(func=cmd_explain)
+    from tc.cli_cache import add_parser as add_cache_parser
+    from tc.cli_tune import add_parser as add_tune_parser
+
+    add_cache_parser(sub)
+    add_tune_parser(sub)
     return p
 
 

@@ -1,0 +1,145 @@
+"""Candidate evaluation: isolated workers, faults (crash, hang, wrong result, slow run),
+pruning, rejection, the output check."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+import tc
+from autotuner import evaluate
+from autotuner.evaluate import CompileSpec, Evaluator, Outcome, RunSpec, mismatch, save_tensors
+from autotuner.space import SearchSpace
+from tc.options import MappingOptions
+
+LANG = "def scale(float(N) X) -> (Y) { Y(i) = X(i) * 2 + 1 }"
+N = 1024
+
+
+def _evaluator(*, min_threads: int = 1, **kwargs) -> Evaluator:
+    unit = tc.define(LANG, backend="reference")
+    x = torch.randn(N, generator=torch.Generator().manual_seed(0))
+    call = unit["scale"].bind(x)
+    expected = x * 2 + 1  # computed here, not by the code under test
+    space = SearchSpace.build(unit["scale"].ir, call.sizes, min_threads=min_threads)
+    compile_spec = CompileSpec(LANG, "scale", dict(call.sizes), ((1,),), call.signature(),
+                               "opencl", None, space.min_threads, 48 * 1024)
+    run_spec = RunSpec(LANG, "scale", "opencl", None, "cpu", save_tensors([x]),
+                       save_tensors([expected]), 1e-5, 1e-6, warmup_runs=1, timing_runs=3)
+    settings = {"threads": 2, "compile_timeout": 60.0, "run_timeout": 1.5} | kwargs
+    return Evaluator(space, compile_spec, run_spec, **settings)
+
+
+def _tile(n: int) -> MappingOptions:
+    return MappingOptions("naive").tile(n).mapToThreads(32).mapToBlocks(8)
+
+
+def _evaluate(ev: Evaluator, candidates, stop=lambda: False) -> list[Outcome | None]:
+    outcomes: list[Outcome | None] = [None] * len(candidates)
+
+    def report(i: int, outcome: Outcome) -> None:
+        assert outcomes[i] is None, "reported twice"
+        outcomes[i] = outcome
+
+    ev.evaluate(candidates, report, stop)
+    return outcomes
+
+
+def test_crash_hang_and_wrong_result_cost_one_candidate_each(monkeypatch) -> None:
+    good, crash, hang, wrong, good2 = (_tile(n) for n in (4, 8, 16, 32, 64))
+    monkeypatch.setattr(evaluate, "FAULTS", [
+        evaluate.fault("crash", options=crash), evaluate.fault("hang", options=hang),
+        evaluate.fault("wrong", options=wrong)])
+    with _evaluator() as ev:
+        start = time.monotonic()
+        outcomes = _evaluate(ev, [good, crash, hang, wrong, good2])
+        elapsed = time.monotonic() - start
+        runner_starts = ev.runners[0].starts
+    assert [o.status for o in outcomes] == ["ok", "crash", "timeout", "wrong", "ok"]
+    assert "exit code 70" in outcomes[1].reason
+    assert "differ from the reference" in outcomes[3].reason
+    for o in (outcomes[0], outcomes[4]):
+        assert len(o.times) == 3 and o.time == sorted(o.times)[1] > 0
+    assert all(o.time is None for o in outcomes[1:4])
+    assert runner_starts == 3  # replaced after the crash and after the hang
+    assert elapsed < 45  # the hang cost its run timeout, not its hour of sleep
+
+
+def test_faults_while_compiling(monkeypatch) -> None:
+    good, crash, hang = _tile(4), _tile(2), _tile(1)
+    monkeypatch.setattr(evaluate, "FAULTS", [
+        evaluate.fault("crash", "compile", options=crash),
+        evaluate.fault("hang", "compile", options=hang)])
+    with _evaluator(threads=1) as ev:
+        outcomes = _evaluate(ev, [crash, good])
+    assert [o.status for o in outcomes] == ["crash", "ok"]
+    assert "while compiling" in outcomes[0].reason
+    with _evaluator(threads=1, compile_timeout=2.0) as ev:
+        (outcome,) = _evaluate(ev, [hang])
+    assert outcome.status == "timeout" and "compiling took over 2 s" in outcome.reason
+
+
+def test_slow_candidate_is_pruned_after_one_timed_run(monkeypatch) -> None:
+    good, slow = _tile(4), _tile(8)
+    monkeypatch.setattr(evaluate, "FAULTS", [evaluate.fault("slow", options=slow,
+                                                            seconds=1.0)])
+    with _evaluator(prune_factor=100.0) as ev:
+        outcomes = _evaluate(ev, [good, slow])
+    assert outcomes[0].status == "ok"
+    # The kernel itself takes well under 10 ms, so 1 s is over 100x the best.
+    assert outcomes[0].time < 0.01
+    assert outcomes[1].status == "pruned" and outcomes[1].time is None
+    assert len(outcomes[1].times) == 1 and outcomes[1].times[0] >= 1.0
+
+
+def test_rejection_before_and_after_compiling() -> None:
+    few = MappingOptions("naive").tile(4).mapToThreads(16).mapToBlocks(16)  # 256 at most
+    # 64 x 64 threads on paper, but the compiler tightens the block to the 4-point
+    # tiles: 64 blocks x 4 threads = 256 launched.
+    tight = MappingOptions("naive").tile(4).mapToThreads(64).mapToBlocks(64)
+    enough = MappingOptions("naive").tile(32).mapToThreads(32).mapToBlocks(32)  # 1024
+    with _evaluator(min_threads=1024) as ev:
+        assert ev.space.min_threads == 1024
+        outcomes = _evaluate(ev, [few, tight, enough])
+    assert outcomes[0].status == "rejected" and "at most 256 threads" in outcomes[0].reason
+    assert outcomes[1].status == "rejected"
+    assert "256 threads launched, fewer than the 1024" in outcomes[1].reason
+    assert outcomes[2].status == "ok"
+
+
+def test_stop_reports_nothing_more() -> None:
+    with _evaluator() as ev:
+        assert _evaluate(ev, [_tile(4), _tile(8)], stop=lambda: True) == [None, None]
+
+
+def test_mismatch() -> None:
+    ref = [torch.tensor([1.0, 100.0, float("nan")]), torch.tensor([3, 4], dtype=torch.int32)]
+    same = [ref[0].clone(), ref[1].clone()]
+    assert mismatch(same, ref, 1e-4, 1e-5) is None
+    near = [ref[0] * (1 + 5e-5), ref[1]]
+    assert mismatch(near, ref, 1e-4, 1e-5) is None
+    far = [ref[0] * (1 + 5e-3), ref[1]]
+    assert "output 0: 2 of 3 elements differ" in mismatch(far, ref, 1e-4, 1e-5)
+    ints = [ref[0], ref[1] + torch.tensor([0, 1], dtype=torch.int32)]
+    assert "output 1: 1 of 2" in mismatch(ints, ref, 1.0, 1.0)  # integers are exact
+    # atol follows the largest reference magnitude: 1e-5 * 100 = 1e-3 absolute
+    small = [torch.tensor([0.0, 100.0]), ref[1]]
+    assert mismatch([torch.tensor([5e-4, 100.0]), ref[1]], small, 0.0, 1e-5) is None
+    assert mismatch([torch.tensor([2e-3, 100.0]), ref[1]], small, 0.0, 1e-5) is not None
+    assert "shape" in mismatch([ref[0][:2], ref[1]], ref, 1e-4, 1e-5)
+
+
+@pytest.mark.parametrize("kind", ["crash", "hang", "wrong", "slow", "interrupt"])
+def test_fault_matches_only_its_options(kind: str) -> None:
+    target = _tile(4)
+    spec = evaluate.fault(kind, options=target, pid=1)
+    found = evaluate._faults([spec], target.serialize(), "run")
+    assert list(found) == [kind]
+    assert evaluate._faults([spec], _tile(8).serialize(), "run") == {}
+    assert evaluate._faults([spec], target.serialize(), "compile") == {}
+    by_field = evaluate.fault(kind, unroll_factor=1)
+    assert evaluate._faults([by_field], target.serialize(), "run")
+    assert math.isfinite(spec["seconds"])
