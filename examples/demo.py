@@ -71,7 +71,42 @@ def main() -> None:
     C_cl = T_cl.matmul(A, B)
     assert torch.allclose(C_cl, A @ B, atol=1e-4)
     print(f"matmul on PoCL: max |tc - torch| = {(C_cl - A @ B).abs().max().item():.2e}")
+    tune_and_reuse(A, B)
     print("\ndemo ok")
+
+
+# A fresh process: it runs the tuned matmul from the cache (no scheduling, no compiling).
+REUSE = """
+import sys, torch, tc
+from codegen.stats import COUNTERS
+torch.manual_seed(0)
+A, B = torch.randn(32, 48), torch.randn(48, 40)
+T = tc.define(sys.argv[1], tc.make_load_from_cache_options_factory(sys.argv[2]),
+              backend="opencl")
+C = T.matmul(A, B)
+assert torch.allclose(C, A @ B, atol=1e-4)
+print(f"second process: matmul from the cache, {COUNTERS['compile_program']} compilations, "
+      f"{COUNTERS['opencl_build']} OpenCL builds")
+"""
+
+
+def tune_and_reuse(A: torch.Tensor, B: torch.Tensor) -> None:
+    """Tune matmul for a few generations, store it, and run it from a second process."""
+    import subprocess
+    import sys
+    import tempfile
+
+    torch.manual_seed(0)
+    A, B = torch.randn(32, 48), torch.randn(48, 40)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = f"{tmp}/tc-cache.sqlite"
+        config = tc.TunerConfig().generations(2).pop_size(4).seed(0)
+        best = tc.autotune(LANG, "matmul", A, B, tuner_config=config, cache_filename=cache,
+                           store_to_cache=True, backend="opencl")
+        print(f"\ntuned matmul options: {best!r}")
+        out = subprocess.run([sys.executable, "-c", REUSE, LANG, cache], check=True,
+                             capture_output=True, text=True)
+        print(out.stdout.strip())
 
 
 if __name__ == "__main__":
