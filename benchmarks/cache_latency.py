@@ -1,0 +1,260 @@
+"""Latency of a cache hit in a fresh process against a cold compile.
+
+    python -m benchmarks.cache_latency [--kernel tmm] [--quick] [--backend opencl]
+        [--repeats 3] [--cache-file FILE --options JSON]
+
+A training script that reuses a tuned kernel starts a new process, defines the TC and
+calls it: with ``tc.make_load_from_cache_options_factory(cache_file)`` the options (and
+the compiled artefact) come from the on-disk cache; without a cache the definition is
+scheduled and compiled from scratch. Each measurement here is such a fresh Python
+process (``--child``) that builds the catalogue's inputs, initialises the device, then
+times ``tc.define(...)`` plus the first call up to its result (checked against the
+torch reference), and a second call for comparison. Three kinds of process:
+
+* ``cold``: no tc cache, the same options as the cached entry, an empty PoCL cache;
+* ``hit``: options from the tc cache, an empty PoCL cache (so that PoCL's own kernel
+  cache cannot hide a compile that tc's cache should have saved);
+* ``hit-warm``: options from the tc cache, PoCL's cache as the previous ``hit`` left it.
+
+Without ``tc.make_load_from_cache_options_factory`` (being written in
+``autotuner/cache.py``) it reports "cache not available". Standalone, it fills a
+temporary cache with a tiny ``tc.autotune`` first (or uses ``--cache-file`` and the
+``--options`` stored in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+MARKER = "CACHE_LATENCY_RESULT "
+KINDS = ("cold", "hit", "hit-warm")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Medians over the fresh processes of one kind, in seconds."""
+
+    processes: int
+    import_s: float
+    device_init_s: float
+    first_result_s: float
+    second_call_s: float
+    correct: bool
+    compiled: int  # programs scheduled and compiled in the timed part (the most of any run)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Cold compile against cache hits for one kernel; ``speedup`` = cold / hit of the
+    time to first result."""
+
+    kernel: str
+    sizes: dict[str, int]
+    backend: str
+    samples: dict[str, Sample]
+
+    @property
+    def speedup(self) -> float:
+        return self.samples["cold"].first_result_s / self.samples["hit"].first_result_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"available": True, **asdict(self), "speedup": self.speedup}
+
+
+def cache_available() -> bool:
+    """Whether this tc has ``make_load_from_cache_options_factory``."""
+    import tc
+
+    return hasattr(tc, "make_load_from_cache_options_factory")
+
+
+def _child(kind: str, kernel_name: str, sizes: dict[str, int], backend: str,
+           cache_file: str, options: str) -> dict[str, Any]:
+    """Run in the fresh process: import, build inputs, initialise the device, then time
+    ``define`` + first call, and a second call."""
+    t0 = time.perf_counter()
+    import torch
+
+    import tc
+    from tc import catalogue
+    from tc.options import MappingOptions
+
+    imported = time.perf_counter() - t0
+    kernel = catalogue.get(kernel_name)
+    device = "cuda" if backend == "cuda" else "cpu"
+    inputs = tuple(t.to(device) for t in
+                   kernel.make_inputs(sizes, torch.Generator().manual_seed(0)))
+    expected = kernel.reference(*inputs)
+    t1 = time.perf_counter()
+    if backend == "cuda":
+        torch.cuda.synchronize()
+    else:
+        from codegen.opencl import pocl_device
+
+        pocl_device()
+    device_init = time.perf_counter() - t1
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    # Count the programs scheduled and compiled: 0 for a real cache hit. The back end
+    # looks compile_program up in its module at each compile, so wrapping it counts.
+    import codegen.compiler
+
+    compiles = []
+    real_compile = codegen.compiler.compile_program
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        compiles.append(1)
+        return real_compile(*args, **kwargs)
+
+    codegen.compiler.compile_program = counting
+    t2 = time.perf_counter()
+    if kind == "cold":
+        fixed = MappingOptions.deserialize(options)
+        T = tc.define(kernel.tc, lambda *a: fixed, backend=backend)
+    else:
+        factory = tc.make_load_from_cache_options_factory(cache_file, backend=backend)
+        T = tc.define(kernel.tc, factory, backend=backend)
+    out = T[kernel.entry](*inputs)
+    sync()
+    first = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    T[kernel.entry](*inputs)
+    sync()
+    second = time.perf_counter() - t3
+    from benchmarks.runner import mismatch
+
+    ok = mismatch(out, expected, kernel.rtol, kernel.atol) is None
+    return {"import_s": imported, "device_init_s": device_init, "first_result_s": first,
+            "second_call_s": second, "correct": ok, "compiled": len(compiles)}
+
+
+def _spawn(kind: str, kernel: str, sizes: Mapping[str, int], backend: str, cache_file: str,
+           options: str, pocl_cache: str, timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.cache_latency", "--child", kind,
+           "--kernel", kernel, "--sizes", json.dumps(dict(sizes)), "--backend", backend,
+           "--cache-file", cache_file, "--options", options]
+    # An empty default tc cache too, so that only the cache file given can hit.
+    env = dict(os.environ, POCL_CACHE_DIR=pocl_cache,
+               TC_CACHE_DIR=str(Path(pocl_cache) / "tc-default-cache"))
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=root)
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER):])
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    raise RuntimeError(f"the {kind} process failed (exit {proc.returncode}): {tail}")
+
+
+def measure(kernel: str, sizes: Mapping[str, int], backend: str, cache_file: str,
+            options: str, repeats: int = 1, timeout: float = 600.0) -> Latency:
+    """Time ``repeats`` fresh processes of each kind for ``kernel`` at ``sizes``, whose
+    entry in ``cache_file`` holds ``options`` (serialized ``MappingOptions``)."""
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    with tempfile.TemporaryDirectory(prefix="tc-cache-latency-") as tmp:
+        for r in range(repeats):
+            cold_dir, hit_dir = Path(tmp, f"cold{r}"), Path(tmp, f"hit{r}")
+            cold_dir.mkdir()
+            hit_dir.mkdir()
+            for kind, pocl_dir in (("cold", cold_dir), ("hit", hit_dir), ("hit-warm", hit_dir)):
+                runs[kind].append(_spawn(kind, kernel, sizes, backend, cache_file, options,
+                                         str(pocl_dir), timeout))
+    samples = {}
+    for kind, results in runs.items():
+        med = {f: statistics.median(r[f] for r in results)
+               for f in ("import_s", "device_init_s", "first_result_s", "second_call_s")}
+        samples[kind] = Sample(len(results), **med, correct=all(r["correct"] for r in results),
+                               compiled=max(r["compiled"] for r in results))
+    return Latency(kernel, dict(sizes), backend, samples)
+
+
+def describe(lat: Mapping[str, Any]) -> str:
+    """Markdown lines for :meth:`Latency.as_dict`."""
+    sizes = " ".join(f"{k}={v}" for k, v in lat["sizes"].items())
+    lines = [f"{lat['kernel']} ({sizes}) on {lat['backend']}, in fresh processes; time to "
+             "first result = `tc.define` + first call (after imports and device set-up):", "",
+             "| process | time to first result (s) | second call (s) | import (s) "
+             "| programs compiled | correct |", "|---|---|---|---|---|---|"]
+    for kind, s in lat["samples"].items():
+        lines.append(f"| {kind} | {s['first_result_s']:.3f} | {s['second_call_s']:.4f} | "
+                     f"{s['import_s']:.2f} | {s['compiled']} | "
+                     f"{'yes' if s['correct'] else 'NO'} |")
+    lines += ["", f"Cache hit {lat['speedup']:.1f}x faster than a cold compile "
+              "(cold: no tc cache and an empty PoCL cache; hit: tc cache, empty PoCL cache; "
+              "hit-warm: PoCL's cache left by the hit)."]
+    return "\n".join(lines)
+
+
+def _fill_cache(kernel_name: str, sizes: dict[str, int], backend: str, cache_file: str
+                ) -> str:
+    """A tiny tuning of the kernel stored in ``cache_file``; returns its best options."""
+    import torch
+
+    from benchmarks.runner import Settings, autotune
+    from tc import catalogue
+
+    kernel = catalogue.get(kernel_name)
+    device = "cuda" if backend == "cuda" else "cpu"
+    inputs = tuple(t.to(device) for t in
+                   kernel.make_inputs(sizes, torch.Generator().manual_seed(0)))
+    # quick: no minimum of launched threads, so that tiny sizes have valid candidates.
+    tiny = Settings(quick=True, generations=1, pop_size=2)
+    _, tuning = autotune(kernel, inputs, backend, tiny, cache_file)
+    return tuning.options
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kernel", default="tmm")
+    p.add_argument("--quick", action="store_true", help="the first test size (else bench)")
+    p.add_argument("--sizes", help="JSON sizes (overrides --quick)")
+    p.add_argument("--backend", default="opencl")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cache-file", help="an existing cache (with --options)")
+    p.add_argument("--options", help="serialized MappingOptions of the cached entry")
+    p.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.sizes:
+        sizes = json.loads(args.sizes)
+    else:
+        from tc import catalogue
+
+        k = catalogue.get(args.kernel)
+        sizes = dict(k.test_sizes[0] if args.quick else k.bench_sizes[0])
+    if args.child:
+        result = _child(args.child, args.kernel, sizes, args.backend, args.cache_file,
+                        args.options)
+        print(MARKER + json.dumps(result))
+        return 0
+    if not cache_available():
+        print("cache not available (tc.make_load_from_cache_options_factory does not exist)")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="tc-cache-") as tmp:
+        cache_file, options = args.cache_file, args.options
+        if cache_file is None:
+            cache_file = str(Path(tmp) / "tuning.cache")
+            options = _fill_cache(args.kernel, sizes, args.backend, cache_file)
+        elif options is None:
+            p.error("--cache-file needs the --options of its entry")
+        lat = measure(args.kernel, sizes, args.backend, cache_file, options, args.repeats)
+    print(describe(lat.as_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
