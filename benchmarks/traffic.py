@@ -78,14 +78,6 @@ def _variables(e: ir.Expr) -> set[str]:
             or (isinstance(n, k.HwId) and n.kind in ("block", "thread"))}
 
 
-def _children(s: k.Stmt) -> tuple[k.Stmt, ...]:
-    if isinstance(s, k.Block):
-        return s.body
-    if isinstance(s, k.If):
-        return (s.then,) if s.otherwise is None else (s.then, s.otherwise)
-    return (s.body,) if isinstance(s, k.For | k.Scope) else ()
-
-
 def _conjuncts(e: ir.Expr) -> list[ir.Expr]:
     if isinstance(e, ir.Binary) and e.op == "&&":
         return _conjuncts(e.a) + _conjuncts(e.b)
@@ -205,7 +197,7 @@ class TrafficEstimator:
         if id(s) not in self._free:
             inner: frozenset[str] = frozenset()
             defined: set[str] = set()
-            for c in _children(s):  # in a block, an int local stands for its value
+            for c in k.children(s):  # in a block, an int local stands for its value
                 if self._int_local(c):
                     value = c.init if isinstance(c, k.Local) else c.value
                     inner |= (_variables(value) if value else set()) - defined

@@ -170,15 +170,19 @@ def seq(*stmts: Stmt | None) -> Stmt:
     return out[0] if len(out) == 1 else Block(tuple(out))
 
 
+def children(s: Stmt) -> tuple[Stmt, ...]:
+    """The statements directly inside ``s``."""
+    if isinstance(s, Block):
+        return s.body
+    if isinstance(s, For | Scope):
+        return (s.body,)
+    if isinstance(s, If):
+        return (s.then,) if s.otherwise is None else (s.then, s.otherwise)
+    return ()
+
+
 def walk_stmts(s: Stmt):
     """Every statement of ``s``, pre-order."""
     yield s
-    if isinstance(s, Block):
-        for c in s.body:
-            yield from walk_stmts(c)
-    elif isinstance(s, For | Scope):
-        yield from walk_stmts(s.body)
-    elif isinstance(s, If):
-        yield from walk_stmts(s.then)
-        if s.otherwise is not None:
-            yield from walk_stmts(s.otherwise)
+    for c in children(s):
+        yield from walk_stmts(c)

@@ -386,7 +386,7 @@ def placements(body: k.Stmt, block: tuple[int, int, int]
             axis = s.mapping.split(".")[1]
             depth = s.var.removeprefix("c_c")
             around = {**around, axis: int(depth) if s.step == 1 and depth.isdigit() else None}
-        for c in _children(s):
+        for c in k.children(s):
             walk(c, around)
 
     walk(body, {})
@@ -404,16 +404,6 @@ def _exprs(s: k.Stmt) -> tuple[ir.Expr, ...]:
         return (s.cond,)
     if isinstance(s, k.For):
         return (s.init, s.cond)
-    return ()
-
-
-def _children(s: k.Stmt) -> tuple[k.Stmt, ...]:
-    if isinstance(s, k.Block):
-        return s.body
-    if isinstance(s, k.For | k.Scope):
-        return (s.body,)
-    if isinstance(s, k.If):
-        return (s.then,) if s.otherwise is None else (s.then, s.otherwise)
     return ()
 
 
