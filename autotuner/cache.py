@@ -255,18 +255,28 @@ class CacheEntry:
 
     @property
     def median(self) -> float:
-        """The median of the measured times (the rank of the entry)."""
-        return statistics.median(self.times)
+        """The median of the measured times (the rank of the entry); infinite for an
+        untimed entry (a kernel stored as compiled, never tuned)."""
+        return statistics.median(self.times) if self.times else math.inf
+
+    @property
+    def timed(self) -> bool:
+        return bool(self.times)
+
+
+#: The rank stored for an untimed entry: after every measured one.
+UNTIMED = 1e300
 
 
 def _check_times(times: Sequence[float]) -> tuple[float, ...]:
+    """Measured times as floats; () is an untimed entry (a kernel stored as compiled)."""
     try:
         out = tuple(float(t) for t in times)
     except (TypeError, ValueError):
-        out = ()
-    if not out or not all(math.isfinite(t) and t >= 0 for t in out):
-        raise TcCacheError(f"measured times must be a non-empty sequence of finite seconds "
-                           f">= 0, got {times!r}")
+        out = (-1.0,)
+    if not all(math.isfinite(t) and t >= 0 for t in out):
+        raise TcCacheError(f"measured times must be a sequence of finite seconds >= 0 (empty "
+                           f"for an untimed entry), got {times!r}")
     return out
 
 
@@ -431,7 +441,8 @@ class CompilationCache:
 
     def store(self, key: CacheKey, options: MappingOptions, times: Sequence[float],
               artifact: bytes | None = None) -> None:
-        """Record ``options`` for ``key`` with their measured ``times`` (seconds) and the
+        """Record ``options`` for ``key`` with their measured ``times`` (seconds; empty for
+        a kernel stored as compiled, which ranks after every timed entry) and the
         compiled ``artifact`` (kept from an earlier store when None). Only the
         :data:`KEEP` best option sets of a key are kept."""
         if not isinstance(options, MappingOptions):
@@ -532,7 +543,8 @@ def _decode(options: str, times: str, artifact: bytes | None) -> CacheEntry | No
 def _row(key: CacheKey, options: str, times: tuple[float, ...], artifact: bytes | None
          ) -> tuple:
     return (key.digest, options, key.canonical, key.entry, key.signature, key.backend,
-            key.device, key.versions, json.dumps(times), statistics.median(times),
+            key.device, key.versions, json.dumps(times),
+            statistics.median(times) if times else UNTIMED,
             None if artifact is None else sqlite3.Binary(artifact), time.time())
 
 

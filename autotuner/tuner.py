@@ -344,7 +344,7 @@ def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None
 
         key = cache_key(function.canonical, entry_point, call, backend)
         entries = cache.lookup(key)
-        if load_from_cache and entries:
+        if load_from_cache and entries and entries[0].timed:
             log.info("%s: tuned options loaded from %s", entry_point, cache.path)
             return TuningResult(entries[0].options.copy(), entries[0].median, from_cache=True)
         starting += [e.options for e in entries if e.options not in starting]

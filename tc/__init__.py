@@ -16,11 +16,13 @@ from tc.api import (
     make_load_from_cache_options_factory,
     make_naive_options_factory,
 )
+from tc.autograd import make_autograd
 from tc.errors import (
     TcArgumentError,
     TcArgumentTypeError,
     TcBackendError,
     TcError,
+    TcGradientError,
     TcInternalError,
     TcNameError,
     TcOptionsError,
@@ -54,6 +56,7 @@ __all__ = [
     "TcBackendError",
     "TcError",
     "TcFunction",
+    "TcGradientError",
     "TcInternalError",
     "TcNameError",
     "TcOptionsError",
@@ -65,6 +68,7 @@ __all__ = [
     "autotune",
     "compile",
     "define",
+    "make_autograd",
     "make_autotuned_options_factory",
     "make_load_from_cache_options_factory",
     "make_naive_options_factory",

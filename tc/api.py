@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tc.arguments import BoundCall, bind, check_outputs
+from tc.arguments import TORCH_DTYPES, BoundCall, bind, check_outputs, output_shapes
 from tc.backend import Backend, get_backend
-from tc.errors import TcArgumentError, TcArgumentTypeError, TcError
+from tc.errors import TcArgumentError, TcArgumentTypeError, TcError, TcGradientError
+from tc.grad import Backward, derive
 from tc.ir import nodes as ir
 from tc.lang.frontend import check_text
 from tc.lang.printer import canonical_text
@@ -85,6 +86,8 @@ class TcFunction:
         self._unit = unit
         self.ir = fn
         self.canonical = canonical
+        self._backward: Backward | TcGradientError | None = None
+        self._gradient: TcFunction | None = None
 
     @property
     def name(self) -> str:
@@ -99,19 +102,80 @@ class TcFunction:
         """Check the arguments and bind the size symbols, without running anything."""
         return bind(self.ir, inputs)
 
+    @property
+    def differentiable_inputs(self) -> tuple[int, ...]:
+        """Indices of the inputs that get a gradient (the floating-point ones)."""
+        return tuple(k for k, t in enumerate(self.ir.inputs) if t.dtype.is_float)
+
+    @property
+    def differentiable_outputs(self) -> tuple[int, ...]:
+        """Indices of the results that carry a gradient (the floating-point ones)."""
+        return tuple(k for k, t in enumerate(self.ir.outputs) if t.dtype.is_float)
+
+    def output_shapes(self, *inputs: Any) -> list[tuple[tuple[int, ...], torch.dtype]]:
+        """The results' shapes and dtypes for these inputs, computing nothing (the
+        arguments are checked as by a call; meta and fake tensors are fine)."""
+        call = bind(self.ir, inputs)
+        return [(shape, TORCH_DTYPES[t.dtype])
+                for shape, t in zip(output_shapes(self.ir, call.sizes), self.ir.outputs,
+                                    strict=True)]
+
+    def _derived(self) -> Backward:
+        if self._backward is None:
+            try:
+                self._backward = derive(self.ir)
+            except TcGradientError as e:
+                self._backward = e
+        if isinstance(self._backward, TcGradientError):
+            raise self._backward
+        return self._backward
+
+    def gradient_text(self) -> str:
+        """The TC text of the derived backward definition (see :meth:`gradient`)."""
+        return self._derived().text
+
+    def gradient(self) -> TcFunction:
+        """The automatically derived backward definition, as an entry point.
+
+        It takes the inputs, then the gradient of each floating-point result, and
+        returns the gradient of each floating-point input; it compiles (and uses the
+        cache) like any definition of this unit. Raises :class:`tc.TcGradientError`,
+        naming the statement, when the definition cannot be differentiated.
+        """
+        if self._gradient is None:
+            bw = self._derived()
+            self._gradient = self._unit.derived_unit(bw.text)[bw.name]
+        return self._gradient
+
+    def run(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """The results as a list, without recording anything for autograd."""
+        call = bind(self.ir, inputs)
+        return self._unit.backend.run(self.ir, call, self._unit.options_for)
+
     def __call__(
         self, *inputs: Any, outputs: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Run the definition; returns one tensor, or a tuple in the declared result order.
 
-        ``outputs=`` gives preallocated tensors to write into (and return).
+        ``outputs=`` gives preallocated tensors to write into (and return). When grad
+        mode is on and a floating-point input requires grad, the call is recorded for
+        autograd: its backward runs the derived backward (:meth:`gradient`).
         """
+        from tc.autograd import needs_grad, run_differentiable
+
         call = bind(self.ir, inputs)
         if outputs is not None:
             if isinstance(outputs, torch.Tensor):
                 outputs = (outputs,)
             check_outputs(self.ir, call, list(outputs))
-        results = self._unit.backend.run(self.ir, call, self._unit.options_for)
+        if needs_grad(call.inputs) and self.differentiable_inputs:
+            if outputs is not None:
+                raise TcArgumentError(f"{self.name}: outputs= cannot be used when an input "
+                                      "requires grad (autograd needs fresh outputs); call it "
+                                      "under torch.no_grad() or drop outputs=")
+            results = run_differentiable(self, call.inputs)
+        else:
+            results = self._unit.backend.run(self.ir, call, self._unit.options_for)
         if outputs is not None:
             for dst, src in zip(outputs, results, strict=True):
                 dst.copy_(src)
@@ -122,17 +186,34 @@ class TcFunction:
 class TC:
     """The entry points of a TC text: ``T.name(...)`` or ``T["name"](...)``."""
 
-    def __init__(self, lang: str, options_factory: OptionsFactory | None, backend: Backend
-                 ) -> None:
+    def __init__(self, lang: str, options_factory: OptionsFactory | None, backend: Backend,
+                 cache: CompilationCache | None = None, *, store: bool = False) -> None:
         self.lang = lang
         self.options_factory = options_factory
         self.backend = backend
+        self.cache = cache
+        self.store = store  # whether compiled kernels are written to the cache
         self._options: dict[tuple, MappingOptions] = {}
         checked = check_text(lang)
         self._functions = {
             name: TcFunction(self, fn, canonical_text(checked.definition(name)))
             for name, fn in checked.functions.items()
         }
+        self._derived: dict[str, TC] = {}
+        if cache is not None:
+            from tc.backend import attach_cache
+
+            attach_cache(backend, cache, {f.ir: f.canonical for f in self._functions.values()},
+                         store=store)
+
+    def derived_unit(self, text: str) -> TC:
+        """A unit for a text derived from this one (a backward): same options factory,
+        back end (so compiled kernels are shared) and compilation cache."""
+        unit = self._derived.get(text)
+        if unit is None:
+            unit = TC(text, self.options_factory, self.backend, self.cache, store=self.store)
+            self._derived[text] = unit
+        return unit
 
     def options_for(self, fn: ir.Function, call: BoundCall) -> MappingOptions:
         """The mapping options of an entry point for a call's signature: asked of the
@@ -177,23 +258,30 @@ class TC:
 
 
 def define(lang: str, options_factory: OptionsFactory | None = None, *,
-           backend: str | None = None) -> TC:
+           backend: str | None = None,
+           cache: bool | str | os.PathLike | CompilationCache | None = None) -> TC:
     """Parse and check every definition of ``lang``; an invalid text raises here.
 
     ``backend`` is ``"reference"`` (the numpy interpreter), ``"opencl"`` (kernels on
     PoCL's CPU device), ``"cuda"`` (kernels on a CUDA GPU), or None: CUDA tensors go
     to ``"cuda"``, CPU tensors to ``"opencl"``. ``options_factory(lang, entry_point,
     *inputs)`` supplies the mapping options of compiled back ends (naive by default).
-    A factory with a ``cache`` attribute (a compilation cache, as from
-    :func:`make_load_from_cache_options_factory`) also lends its cached compiled kernels.
-    """
-    unit = TC(lang, options_factory, get_backend(backend))
-    if getattr(options_factory, "cache", None) is not None:
-        from tc.backend import attach_cache
 
-        attach_cache(unit.backend, options_factory.cache,
-                     {unit[n].ir: unit[n].canonical for n in unit.entry_points})
-    return unit
+    ``cache`` (True for the default file, a path, or an
+    ``autotuner.cache.CompilationCache``) is an on-disk compilation cache that the
+    kernels of this text, and of the backwards derived from it, are loaded from and
+    stored into: a second process with the same cache compiles nothing. Without it, a
+    factory with a ``cache`` attribute (as from
+    :func:`make_load_from_cache_options_factory`) lends its cached kernels read-only.
+    """
+    if cache is not None and cache is not False:
+        from autotuner.cache import CompilationCache
+
+        store = (cache if isinstance(cache, CompilationCache)
+                 else CompilationCache(None if cache is True else cache))
+        return TC(lang, options_factory, get_backend(backend), store, store=True)
+    return TC(lang, options_factory, get_backend(backend),
+              getattr(options_factory, "cache", None))
 
 
 def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,  # noqa: A001

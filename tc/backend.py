@@ -65,6 +65,8 @@ class CompiledBackend:
         self._executors: dict[tuple, object] = {}
         self.cache = None  # an autotuner.cache.CompilationCache, or None
         self.canonicals: dict[ir.Function, str] = {}  # canonical texts, for cache keys
+        self.store: set[ir.Function] = set()  # functions whose new kernels go to the cache
+        self._unstored: set[tuple] = set()  # compiled here, stored after their first run
 
     def executor(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
         """The executor for this call's signature (compiled on first use)."""
@@ -89,8 +91,25 @@ class CompiledBackend:
                 program = compile_program(fn, options, call.sizes,
                                           [t.stride() for t in call.inputs])
                 ex = Executor(program, self.name, call.signature(), self.arch)
+                if self.cache is not None and fn in self.store:
+                    self._unstored.add(key)
             self._executors[key] = ex
         return ex
+
+    def _store(self, key: tuple, fn: ir.Function, call: BoundCall, options: MappingOptions,
+               ex) -> None:
+        """Write a kernel compiled here to the cache (after its first run, when the
+        back end's binary is complete), as an untimed entry: tuning ranks it last."""
+        self._unstored.discard(key)
+        from autotuner.cache import cache_key
+
+        try:
+            ckey = cache_key(self.canonicals[fn], fn.name, call, self.name, self.arch)
+            self.cache.store(ckey, options, (), ex.artifact())
+        except TcError as e:
+            log.warning("%s not stored in the compilation cache: %s", fn.name, e)
+        else:
+            log.info("stored %s for %s in %s", fn.name, call.signature(), self.cache.path)
 
     def _from_cache(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
         """The executor of the cache's artefact for exactly these options, or None."""
@@ -127,7 +146,13 @@ class CompiledBackend:
         return None
 
     def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
-        return self.executor(fn, call, options(fn, call)).run(call)
+        opts = options(fn, call)
+        ex = self.executor(fn, call, opts)
+        results = ex.run(call)
+        key = (fn, call.signature(), opts.key())
+        if key in self._unstored:
+            self._store(key, fn, call, opts, ex)
+        return results
 
 
 class AutoBackend:
@@ -145,13 +170,17 @@ class AutoBackend:
         return self.pick(call).run(fn, call, options)
 
 
-def attach_cache(backend: Backend, cache, canonicals: dict[ir.Function, str]) -> None:
+def attach_cache(backend: Backend, cache, canonicals: dict[ir.Function, str], *,
+                 store: bool = False) -> None:
     """Let ``backend`` (compiled or auto) run the artefacts of compilation cache
-    ``cache`` for the functions of ``canonicals`` (function -> canonical text)."""
+    ``cache`` for the functions of ``canonicals`` (function -> canonical text), and with
+    ``store`` write the kernels it compiles for them to the cache."""
     for b in getattr(backend, "_by_name", {}).values() or [backend]:
         if isinstance(b, CompiledBackend):
             b.cache = cache
             b.canonicals.update(canonicals)
+            if store:
+                b.store.update(canonicals)
 
 
 def get_backend(name: str | None, arch: str | None = None) -> Backend:

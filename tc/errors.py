@@ -87,3 +87,7 @@ class TcBackendError(TcError, RuntimeError):
 
 class TcInternalError(TcError, RuntimeError):
     """A bug in tc itself: please report it with the TC text that triggered it."""
+
+
+class TcGradientError(TcError):
+    """A definition cannot be differentiated (the message names the statement)."""

@@ -156,9 +156,21 @@ def test_entries_are_ranked_and_only_the_best_kept(path, no_warnings) -> None:
 
 def test_bad_times_are_refused(path) -> None:
     cache = CompilationCache(path)
-    for times in ([], [float("nan")], [-1.0], ["fast"]):
+    for times in ([float("nan")], [-1.0], ["fast"], None):
         with pytest.raises(TcCacheError, match="times"):
             cache.store(_fake_key(0), TUNED, times)
+
+
+def test_untimed_entries_rank_after_timed_ones(path) -> None:
+    # tc.define(..., cache=) stores kernels as compiled, with no time: a tuned entry of
+    # the same key must win, and the tuner must not take an untimed entry as tuned.
+    cache = CompilationCache(path)
+    naive = tc.MappingOptions("naive")
+    cache.store(_fake_key(0), naive, [])
+    assert cache.best(_fake_key(0)).options == naive
+    assert not cache.best(_fake_key(0)).timed and cache.best(_fake_key(0)).median == float("inf")
+    cache.store(_fake_key(0), TUNED, [2.0])
+    assert [e.options for e in cache.lookup(_fake_key(0))] == [TUNED, naive]
 
 
 # -- corrupt and foreign files ----------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""torch.autograd for TC definitions: derived backwards and ``tc.make_autograd``.
+
+A ``tc.define`` entry point called on tensors that require grad goes through
+:class:`_Derived`, whose backward runs the definition's derived backward
+(:mod:`tc.grad`), compiled like any TC definition. ``make_autograd`` pairs a forward
+with a hand-written backward, as in the original Tensor Comprehensions.
+
+Gradients are computed once (``once_differentiable``): a double backward raises
+torch's own error rather than a wrong second derivative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from tc.errors import TcArgumentError, TcArgumentTypeError
+
+if TYPE_CHECKING:
+    from tc.api import TcFunction
+
+
+def needs_grad(inputs: Sequence[Any]) -> bool:
+    """Whether a call on ``inputs`` must record a graph for autograd."""
+    return torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
+
+
+def _grads_in(fn: TcFunction, grads: Sequence[torch.Tensor | None],
+              outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients of the differentiable outputs, as the backward definition takes
+    them: dense (a fixed signature, so the backward compiles once) and zeros for an
+    output the loss did not use."""
+    out = []
+    for k in fn.differentiable_outputs:
+        g = grads[k]
+        out.append(torch.zeros_like(outputs[k]) if g is None else g.contiguous())
+    return out
+
+
+def _spread(fn: TcFunction, results: Any, n_inputs: int) -> list[torch.Tensor | None]:
+    """The backward's results (one per differentiable input) as one slot per input."""
+    if isinstance(results, torch.Tensor):
+        results = (results,)
+    slots: list[torch.Tensor | None] = [None] * n_inputs
+    for k, g in zip(fn.differentiable_inputs, results, strict=True):
+        slots[k] = g
+    return slots
+
+
+class _Derived(torch.autograd.Function):
+    """A TC definition whose backward is derived automatically."""
+
+    @staticmethod
+    def forward(ctx, fn: TcFunction, *inputs: torch.Tensor):  # type: ignore[override]
+        outputs = fn.run(inputs)
+        ctx.fn = fn
+        ctx.shapes = [(o.shape, o.dtype, o.device) for o in outputs]
+        ctx.save_for_backward(*inputs)
+        ctx.mark_non_differentiable(*(o for k, o in enumerate(outputs)
+                                      if k not in fn.differentiable_outputs))
+        return tuple(outputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
+        fn: TcFunction = ctx.fn
+        inputs = ctx.saved_tensors
+        backward = fn.gradient()  # raises TcGradientError for a non-differentiable text
+        like = [torch.empty(s, dtype=d, device=dev) for s, d, dev in ctx.shapes]
+        results = backward(*inputs, *_grads_in(fn, grads, like))
+        return (None, *_spread(fn, results, len(inputs)))
+
+
+def run_differentiable(fn: TcFunction, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Call ``fn`` recording it for autograd (inputs already checked)."""
+    return list(_Derived.apply(fn, *inputs))
+
+
+class _HandWritten(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, forward: Callable, backward: Callable, *inputs: torch.Tensor
+                ):  # type: ignore[override]
+        with torch.no_grad():
+            out = forward(*inputs)
+        outputs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+        ctx.backward = backward
+        ctx.single = isinstance(out, torch.Tensor)
+        ctx.float_outputs = [o.dtype.is_floating_point for o in outputs]
+        ctx.save_for_backward(*inputs, *outputs)
+        ctx.n_inputs = len(inputs)
+        ctx.mark_non_differentiable(*(o for o in outputs if not o.dtype.is_floating_point))
+        return outputs[0] if ctx.single else outputs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        inputs, outputs = saved[:ctx.n_inputs], saved[ctx.n_inputs:]
+        gouts = [torch.zeros_like(o) if g is None else g.contiguous()
+                 for g, o, f in zip(grads, outputs, ctx.float_outputs, strict=True) if f]
+        result = ctx.backward(*inputs, *gouts)
+        result = (result,) if isinstance(result, torch.Tensor) else tuple(result)
+        float_inputs = [k for k, t in enumerate(inputs) if t.dtype.is_floating_point]
+        if len(result) == len(inputs):
+            slots = list(result)
+        elif len(result) == len(float_inputs):
+            slots = [None] * len(inputs)
+            for k, g in zip(float_inputs, result, strict=True):
+                slots[k] = g
+        else:
+            raise TcArgumentError(
+                f"the backward returned {len(result)} gradient(s); it must return one per "
+                f"input ({len(inputs)}) or one per floating-point input ({len(float_inputs)})")
+        for k, (g, t) in enumerate(zip(slots, inputs, strict=True)):
+            if g is not None and tuple(g.shape) != tuple(t.shape):
+                raise TcArgumentError(f"the backward's gradient {k} has shape "
+                                      f"{tuple(g.shape)}, input {k} has shape {tuple(t.shape)}")
+        return (None, None, *slots)
+
+
+def make_autograd(forward: Callable, backward: Callable) -> Callable[..., Any]:
+    """A differentiable function from a forward and a hand-written backward.
+
+    As in the original Tensor Comprehensions: ``backward(*inputs, *grad_outputs)``
+    receives the forward's inputs and the gradients of its (floating-point) outputs and
+    returns one gradient per input (or one per floating-point input). Both are
+    typically entry points of ``tc.define``::
+
+        T = tc.define(FC_RELU)
+        fc_relu = tc.make_autograd(T.fc_relu, T.fc_relu_backward)
+        y = fc_relu(x, W, b)        # y.backward(...) runs fc_relu_backward
+    """
+    if not callable(forward) or not callable(backward):
+        raise TcArgumentTypeError("make_autograd(forward, backward) takes two callables, "
+                                  "such as entry points of tc.define")
+
+    def function(*inputs: torch.Tensor):
+        return _HandWritten.apply(forward, backward, *inputs)
+
+    function.__name__ = getattr(forward, "name", getattr(forward, "__name__", "tc_function"))
+    function.__doc__ = f"{function.__name__} with a hand-written backward (tc.make_autograd)"
+    return function

@@ -1,0 +1,426 @@
+"""Deriving the backward definition of a TC definition, as TC text.
+
+The derivation works on the checked IR and writes a new definition that the front
+end checks and the compiler compiles like any other:
+
+1. **Versions.** A tensor written by several statements gets one name per write
+   (``y`` then ``y_1``...), so that the backward can read the value each statement
+   saw. The statements that compute the versions the gradients need are recomputed
+   at the top of the backward (the forward's outputs become temporaries).
+2. **Adjoints, statement by statement in reverse.** The adjoint of a version is
+   complete once every later statement has been processed. For a statement
+   ``V(lhs) op= rhs`` the adjoint of each floating-point read ``X(s(i))`` of ``rhs``
+   is ``dV(lhs) * d rhs / d X(s(i))`` (:mod:`tc.grad.derivatives`), summed into
+   ``dX`` at ``s(i)``: a scatter, written in TC as a gather by inverting the
+   subscripts (:func:`_scatter`). ``max=!`` / ``min=!`` pass the gradient to the
+   first element (in the order of the reduction indices) that attains the result,
+   which a recomputed ``min=!`` of the linear index finds.
+3. **What cannot be differentiated** (a product reduction over reduction indices, a
+   builtin with no expressible derivative, an overwrite of part of a tensor) raises
+   :class:`tc.TcGradientError` naming the statement: never a wrong gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tc.errors import TcGradientError
+from tc.grad import build as b
+from tc.grad.derivatives import NotDifferentiable, partials
+from tc.ir import nodes as ir
+from tc.ir.affine import linearize
+from tc.ir.printer import expr_str, stage_str
+from tc.ir.sym import Sym
+
+Range = tuple[str, Sym, Sym]
+
+
+@dataclass(frozen=True)
+class Backward:
+    """A derived backward definition.
+
+    ``text`` defines ``name``, whose parameters are the forward's inputs followed by
+    the gradients of the outputs ``grad_outputs`` (indices into the forward's
+    results), and whose results are the gradients of the inputs ``grad_inputs``
+    (indices into the forward's inputs), in order.
+    """
+
+    name: str
+    text: str
+    grad_inputs: tuple[int, ...]
+    grad_outputs: tuple[int, ...]
+
+
+@dataclass
+class _Stmt:
+    tensor: str
+    lhs: tuple[str, ...]
+    op: str
+    rhs: ir.Expr
+    ranges: tuple[Range, ...]
+
+    def text(self) -> str:
+        lhs = self.tensor + (f"({', '.join(self.lhs)})" if self.lhs else "")
+        where = ", ".join(f"{n} in {lo}:{hi}" for n, lo, hi in self.ranges)
+        return f"    {lhs} {self.op} {expr_str(self.rhs)}" + (f" where {where}" if where else "")
+
+
+@dataclass
+class _Version:
+    """One value of a tensor: what stage ``stage`` wrote (-1: an input)."""
+
+    name: str
+    decl: ir.TensorDecl
+    stage: int
+    prev: str | None = None  # the version a reduction without '!' accumulates into
+
+
+@dataclass
+class _Adjoint:
+    """The tensor holding a version's adjoint so far. ``owned`` is True once the
+    backward writes it, False while it is still an output's gradient parameter, None
+    for an input's gradient result that nothing has written yet."""
+
+    name: str
+    owned: bool | None
+
+
+@dataclass
+class _State:
+    fn: ir.Function
+    taken: set[str]
+    versions: dict[str, _Version] = field(default_factory=dict)
+    recompute: dict[int, list[_Stmt]] = field(default_factory=dict)  # stage -> statements
+    select: dict[int, _Stmt] = field(default_factory=dict)  # stage -> argmax/argmin index
+    adjoint: dict[str, _Adjoint] = field(default_factory=dict)
+    body: list[_Stmt] = field(default_factory=list)
+    results: dict[str, str] = field(default_factory=dict)  # input -> gradient result
+    # stage -> (name of the version it writes, renamed rhs, version it accumulates into)
+    stage_rhs: dict[int, tuple[str, ir.Expr, str | None]] = field(default_factory=dict)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+
+def _names(fn: ir.Function) -> set[str]:
+    names = {fn.name, *fn.size_names, *(t.name for t in fn.tensors)}
+    for st in fn.stages:
+        names.update(d.name for d in st.domain)
+        names.update(n.name for n in ir.walk(st.rhs) if isinstance(n, ir.Let | ir.Var))
+    return names
+
+
+def _fail(fn: ir.Function, k: int, reason: str) -> TcGradientError:
+    st = fn.stages[k]
+    text = stage_str(st).split("\n")[0]
+    where = {}
+    if st.span is not None and fn.source:
+        where = {"line": st.span.line, "column": st.span.column, "source": fn.source}
+    return TcGradientError(f"{fn.name}: statement {k + 1} ({text}) cannot be differentiated: "
+                           f"{reason}", **where)
+
+
+def derive(fn: ir.Function, name: str | None = None) -> Backward:
+    """The backward definition of ``fn`` (see the module docstring).
+
+    Raises :class:`TcGradientError` when ``fn`` cannot be differentiated or has no
+    floating-point input and output to differentiate.
+    """
+    s = _State(fn, _names(fn))
+    grad_in = tuple(k for k, t in enumerate(fn.inputs) if t.dtype.is_float)
+    grad_out = tuple(k for k, t in enumerate(fn.outputs) if t.dtype.is_float)
+    if not grad_in or not grad_out:
+        raise TcGradientError(f"{fn.name} has no floating-point "
+                              f"{'input' if not grad_in else 'output'} to differentiate")
+    bname = name or s.fresh(f"{fn.name}_grad")
+    s.taken.add(bname)
+    final = _versions(s)
+    params = [_decl(t.dtype, t.shape, t.name) for t in fn.inputs]
+    for k in grad_out:
+        out = fn.outputs[k]
+        gname = s.fresh(f"d_{out.name}")
+        dims = tuple(d if _plain(d) else Sym.of(s.fresh(f"{gname}_dim{j}"))
+                     for j, d in enumerate(out.shape))
+        params.append(_decl(out.dtype, dims, gname))
+        s.adjoint[final[out.name]] = _Adjoint(gname, owned=False)
+    for k in grad_in:
+        x = fn.inputs[k]
+        s.results[x.name] = s.fresh(f"d_{x.name}")
+        s.adjoint[x.name] = _Adjoint(s.results[x.name], owned=None)
+    for k in reversed(range(len(fn.stages))):
+        _stage_adjoint(s, k)
+    results = []
+    for k in grad_in:
+        x = fn.inputs[k]
+        gname = s.results[x.name]
+        if s.adjoint[x.name].owned is None:  # no path from the outputs: a zero gradient
+            lhs = tuple(s.fresh(f"i{j}") for j in range(x.rank))
+            s.body.append(_Stmt(gname, lhs, "=", b.const(0, x.dtype),
+                                tuple((n, Sym.of(0), d) for n, d in zip(lhs, x.shape,
+                                                                       strict=True))))
+        results.append(_decl(x.dtype, x.shape, gname))
+    lines = [f"def {bname}({', '.join(params)})", f"    -> ({', '.join(results)})", "{"]
+    lines += [st.text() for st in _needed_recompute(s)]
+    lines += [st.text() for st in s.body]
+    lines.append("}")
+    return Backward(bname, "\n".join(lines) + "\n", grad_in, grad_out)
+
+
+def _plain(d: Sym) -> bool:
+    return d.is_const or (len(d.terms) == 1 and d.const == 0 and d.terms[0][1] == 1
+                          and d.terms[0][0].kind == "sym")
+
+
+def _decl(dtype, shape: tuple[Sym, ...], name: str) -> str:
+    if not shape:
+        return f"{dtype} {name}"
+    return f"{dtype}({', '.join(str(d) for d in shape)}) {name}"
+
+
+def _full(st: ir.Stage) -> tuple[Range, ...]:
+    return tuple((d.name, d.lo, d.hi) for d in st.domain)
+
+
+def _versions(s: _State) -> dict[str, str]:
+    """Names every version, renames the stages' reads, and prepares their recompute
+    statements; returns tensor -> name of its final version."""
+    fn = s.fn
+    current = {t.name: t.name for t in fn.inputs}
+    writes: dict[str, list[int]] = {}
+    for k, st in enumerate(fn.stages):
+        writes.setdefault(st.tensor, []).append(k)
+    for k, st in enumerate(fn.stages):
+        decl = fn.tensor(st.tensor)
+        ks = writes[st.tensor]
+        name = st.tensor if k == ks[-1] else s.fresh(f"{st.tensor}_v{ks.index(k)}")
+        rhs = b.Substitute(tensors=current).mutate(b.inline_lets(st.rhs))
+        prev = current.get(st.tensor)
+        lhs_full = all(d.lo == Sym.of(0) and d.hi == ext
+                       for d, ext in zip(st.lhs_dims, decl.shape, strict=True))
+        if prev is not None and not lhs_full:
+            raise _fail(fn, k, f"it writes only part of '{st.tensor}' after an earlier "
+                        "statement wrote it; write the whole tensor or use a new temporary")
+        accumulates = st.op is not None and not st.init
+        stmts = []
+        lhs_ranges = tuple((d.name, d.lo, d.hi) for d in st.lhs_dims)
+        lhs_reads = tuple(b.var(n) for n in st.lhs)
+        if accumulates:
+            stmts.append(_Stmt(name, st.lhs, "=", b.read(prev, lhs_reads, decl.dtype),
+                               lhs_ranges))
+        op = "=" if st.op is None else f"{st.op}={'' if accumulates else '!'}"
+        stmts.append(_Stmt(name, st.lhs, op, rhs, _full(st)))
+        s.recompute[k] = stmts
+        s.versions[name] = _Version(name, decl, k, prev if accumulates else None)
+        s.stage_rhs[k] = (name, rhs, prev)
+        current[st.tensor] = name
+    return current
+
+
+def _add(s: _State, version: str, lhs: tuple[str, ...], expr: ir.Expr,
+         ranges: tuple[Range, ...], dtype, shape: tuple[Sym, ...]) -> None:
+    """Accumulate ``expr`` (over ``ranges``) into the adjoint of ``version`` at ``lhs``."""
+    adj = s.adjoint.get(version)
+    if adj is None:  # a temporary's first contribution
+        adj = s.adjoint[version] = _Adjoint(s.fresh(f"d_{version}"), owned=True)
+        s.body.append(_Stmt(adj.name, lhs, "+=!", expr, ranges))
+        return
+    if adj.owned is None:  # an input's gradient result, first written here
+        adj.owned = True
+        s.body.append(_Stmt(adj.name, lhs, "+=!", expr, ranges))
+        return
+    if not adj.owned:  # an output's gradient parameter: accumulate into a copy of it
+        idx = tuple(s.fresh(f"i{j}") for j in range(len(shape)))
+        total = s.fresh(f"{adj.name}_total")
+        s.body.append(_Stmt(total, idx, "=", b.read(adj.name, tuple(map(b.var, idx)), dtype),
+                            tuple((n, Sym.of(0), d) for n, d in zip(idx, shape, strict=True))))
+        s.adjoint[version] = adj = _Adjoint(total, owned=True)
+    s.body.append(_Stmt(adj.name, lhs, "+=", expr, ranges))
+
+
+def _stage_adjoint(s: _State, k: int) -> None:
+    fn = s.fn
+    st = fn.stages[k]
+    name, rhs, prev = s.stage_rhs[k]
+    version = s.versions[name]
+    decl = version.decl
+    adj = s.adjoint.get(name)
+    if not decl.dtype.is_float or adj is None:
+        return  # nothing depends on this value
+    lhs_vars = tuple(b.var(n) for n in st.lhs)
+    g = b.read(adj.name, lhs_vars, decl.dtype)
+    reducing = bool(st.reduction_dims)
+    accumulates = st.op is not None and not st.init
+    guard = None
+    lhs_ranges = tuple((d.name, d.lo, d.hi) for d in st.lhs_dims)
+    if st.op == "*" and (reducing or accumulates):
+        if reducing:
+            raise _fail(fn, k, "products over reduction indices (*=) are not differentiated")
+        old = b.read(prev, lhs_vars, decl.dtype)
+        _add(s, prev, st.lhs, b.mul(g, rhs), lhs_ranges, decl.dtype, decl.shape)
+        g = b.mul(g, old)
+    elif st.op in ("min", "max") and (reducing or accumulates):
+        value = b.read(name, lhs_vars, decl.dtype)
+        if reducing:
+            guard = _selection(s, k, name, rhs)
+        if accumulates:
+            old = b.read(prev, lhs_vars, decl.dtype)
+            _add(s, prev, st.lhs, b.select(b.cmp("==", old, value), g, b.const(0, decl.dtype)),
+                 lhs_ranges, decl.dtype, decl.shape)
+            guard = b.land(b.cmp("!=", old, value), guard)
+    elif accumulates:  # +=: the old value passes its adjoint through
+        _add(s, prev, st.lhs, g, lhs_ranges, decl.dtype, decl.shape)
+    try:
+        contributions = partials(rhs, g)
+    except NotDifferentiable as e:
+        raise _fail(fn, k, str(e)) from None
+    grouped: dict[tuple[str, tuple[ir.Expr, ...]], ir.Expr] = {}
+    for r, p in contributions:
+        key = (r.tensor, r.indices)
+        grouped[key] = b.add(grouped[key], p) if key in grouped else p
+    for (tensor, indices), p in grouped.items():
+        target = s.versions[tensor].decl if tensor in s.versions else fn.tensor(tensor)
+        _scatter(s, k, tensor, indices, b.select(guard, p, b.const(0, p.type)), target)
+
+
+def _selection(s: _State, k: int, name: str, rhs: ir.Expr) -> ir.Expr:
+    """Recompute the linear index of the first reduction point attaining ``name``'s
+    value; returns the condition "this point is the selected one"."""
+    st = s.fn.stages[k]
+    lin: ir.Expr | None = None
+    for d in st.reduction_dims:
+        pos = b.cast(b.sub(b.var(d.name), b.sym(d.lo)), b.INT64)
+        lin = pos if lin is None else b.add(b.mul(lin, b.cast(b.sym(d.hi - d.lo), b.INT64)), pos)
+    assert lin is not None
+    count: ir.Expr = b.const(1, b.INT64)
+    for d in st.reduction_dims:
+        count = b.mul(count, b.cast(b.sym(d.hi - d.lo), b.INT64))
+    sel = s.fresh(f"{name}_at")
+    decl = s.versions[name].decl
+    value = b.read(name, tuple(b.var(n) for n in st.lhs), decl.dtype)
+    s.select[k] = _Stmt(sel, st.lhs, "min=!", b.select(b.cmp("==", rhs, value), lin, count),
+                        _full(st))
+    return b.cmp("==", lin, b.read(sel, tuple(b.var(n) for n in st.lhs), b.INT64))
+
+
+def _scatter(s: _State, k: int, tensor: str, indices: tuple[ir.Expr, ...], expr: ir.Expr,
+             target: ir.TensorDecl) -> None:
+    """Add ``expr`` (over stage ``k``'s domain) into ``d tensor`` at ``indices``, written
+    as a gather: each subscript is solved for one index of the stage when it can be
+    (``h + kh`` -> ``kh = y - h``, guarded by ``kh``'s range), else compared."""
+    st = s.fn.stages[k]
+    dims = {d.name: d for d in st.domain}
+    unbound = [d.name for d in st.domain]
+    local = set(s.taken) | set(dims)
+    subst: dict[str, ir.Expr] = {}
+    guards: list[ir.Expr] = []
+    lhs: list[str] = []
+    ranges: list[Range] = []
+
+    def new_var() -> str:
+        j, base = 0, f"i{len(lhs)}"
+        name = base
+        while name in local:
+            j += 1
+            name = f"{base}_{j}"
+        local.add(name)
+        return name
+
+    def bind(x: str, value: ir.Expr) -> None:
+        subst[x] = value
+        for other in list(subst):
+            subst[other] = b.Substitute({x: value}).mutate(subst[other])
+        unbound.remove(x)
+        d = dims[x]
+        guards.append(b.cmp(">=", b.var(x), b.sym(d.lo)))
+        guards.append(b.cmp("<", b.var(x), b.sym(d.hi)))
+
+    later = [{n for n in _index_names(e)} for e in indices]
+    for j, sub in enumerate(indices):
+        extent = target.shape[j]
+        sub = b.Substitute(subst).mutate(sub)
+        if isinstance(sub, ir.Var) and sub.kind == "index" and sub.name in unbound:
+            x = sub.name
+            lhs.append(x)
+            ranges.append((x, Sym.of(0), extent))
+            unbound.remove(x)
+            d = dims[x]
+            if d.lo != Sym.of(0):
+                guards.append(b.cmp(">=", b.var(x), b.sym(d.lo)))
+            if d.hi != extent:
+                guards.append(b.cmp("<", b.var(x), b.sym(d.hi)))
+            continue
+        y = new_var()
+        lhs.append(y)
+        ranges.append((y, Sym.of(0), extent))
+        aff = linearize(sub)
+        cands = [] if aff is None else [(x, c) for x, c in aff.coeffs if x in unbound]
+        if cands:
+            x, c = min(cands, key=lambda xc: _cost(xc, dims, st.lhs, later[j + 1:]))
+            rest = _affine_expr([(n, a) for n, a in aff.coeffs if n != x], aff.rest)
+            num = b.sub(b.var(y), rest)
+            if abs(c) == 1:
+                bind(x, num if c == 1 else b.neg(num))
+            else:
+                guards.append(b.cmp("==", ir.Binary(type=b.INT32, op="%", a=num,
+                                                    b=b.const(c, b.INT32)), b.const(0, b.INT32)))
+                bind(x, ir.Binary(type=b.INT32, op="/", a=num, b=b.const(c, b.INT32)))
+            continue
+        guards.append(b.cmp("==", b.var(y), sub))
+    for x in unbound:
+        ranges.append((x, dims[x].lo, dims[x].hi))
+    final = b.Substitute(subst)
+    cond = None
+    for gd in guards:
+        cond = b.land(cond, final.mutate(gd))
+    body = b.select(cond, final.mutate(expr), b.const(0, expr.type))
+    _add(s, tensor, tuple(lhs), body, tuple(ranges), target.dtype, target.shape)
+
+
+def _cost(cand: tuple[str, int], dims: dict[str, ir.Dim], lhs: tuple[str, ...],
+          later: list[set[str]]) -> tuple:
+    """How bad solving this subscript for index ``cand[0]`` is. The indices left
+    unsolved become the loops of the gather, so solve for the wide ones (those with
+    a symbolic range, the forward's output positions: ``h`` in ``h + kh``) and keep
+    the narrow ones (the kernel offsets ``kh``) as loops; then prefer a unit
+    coefficient (no divisibility guard) and an index later subscripts do not need."""
+    x, c = cand
+    d = dims[x]
+    return ((d.hi - d.lo).is_const, x not in lhs, abs(c) != 1, any(x in s for s in later))
+
+
+def _index_names(e: ir.Expr) -> set[str]:
+    return {n.name for n in ir.walk(e) if isinstance(n, ir.Var) and n.kind == "index"}
+
+
+def _affine_expr(coeffs: list[tuple[str, int]], rest: Sym) -> ir.Expr:
+    out: ir.Expr = b.sym(rest)
+    for n, c in coeffs:
+        out = b.add(out, b.mul(b.const(c, b.INT32), b.var(n)))
+    return out
+
+
+def _needed_recompute(s: _State) -> list[_Stmt]:
+    """The recompute statements the backward reads (and what they read), in order."""
+    needed: set[str] = set()
+    work = [st.rhs for st in s.body] + [st.rhs for st in s.select.values()]
+    pending = [r.tensor for e in work for r in b.reads(e)]
+    while pending:
+        name = pending.pop()
+        if name in needed or name not in s.versions:
+            continue
+        needed.add(name)
+        k = s.versions[name].stage
+        for stmt in s.recompute[k]:
+            pending.extend(r.tensor for r in b.reads(stmt.rhs))
+    out = []
+    for k in range(len(s.fn.stages)):
+        if s.stage_rhs[k][0] in needed:
+            out.extend(s.recompute[k])
+        if k in s.select:
+            out.append(s.select[k])
+    return out

@@ -1,0 +1,183 @@
+"""Reverse-mode differentiation of one right-hand side: the adjoint of each tensor read.
+
+``partials(rhs, seed)`` walks the expression from the root, multiplying the adjoint
+by each node's local derivative, and returns, for every floating-point tensor read,
+the expression of ``seed * d rhs / d read``. Integer and boolean sub-expressions
+(subscripts, conditions, casts from float to int) are piecewise constant: nothing
+flows through them. A builtin without a derivative the language can express raises
+:class:`NotDifferentiable`, which the caller turns into a positioned error.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tc.grad import build as b
+from tc.ir import nodes as ir
+
+
+class NotDifferentiable(Exception):
+    """The expression uses an operation with no derivative in the language."""
+
+
+def _has_float_read(e: ir.Expr) -> bool:
+    return any(isinstance(n, ir.Read) and n.type.is_float for n in ir.walk(e))
+
+
+def _c(value: float, like: ir.Expr) -> ir.Expr:
+    return b.const(value, like.type)
+
+
+def _unary(fn: str, x: ir.Expr, y: ir.Expr, g: ir.Expr) -> ir.Expr | None:
+    """``g * d fn(x) / dx``, with ``y = fn(x)``; None when the derivative is zero."""
+    one = _c(1, x)
+    if fn == "exp":
+        return b.mul(g, y)
+    if fn == "exp2":
+        return b.mul(g, b.mul(y, _c(math.log(2), x)))
+    if fn == "exp10":
+        return b.mul(g, b.mul(y, _c(math.log(10), x)))
+    if fn == "expm1":
+        return b.mul(g, b.add(y, one))
+    if fn == "log":
+        return b.div(g, x)
+    if fn == "log2":
+        return b.div(g, b.mul(x, _c(math.log(2), x)))
+    if fn == "log10":
+        return b.div(g, b.mul(x, _c(math.log(10), x)))
+    if fn == "log1p":
+        return b.div(g, b.add(one, x))
+    if fn == "sqrt":
+        return b.div(b.mul(g, _c(0.5, x)), y)
+    if fn == "rsqrt":  # d x^-1/2 = -x^-3/2 / 2
+        return b.div(b.mul(g, b.mul(_c(-0.5, x), y)), x)
+    if fn == "cbrt":
+        return b.div(g, b.mul(_c(3, x), b.mul(y, y)))
+    if fn == "rcbrt":
+        return b.div(b.mul(g, b.mul(_c(-1 / 3, x), y)), x)
+    if fn == "sin":
+        return b.mul(g, b.call("cos", x))
+    if fn == "cos":
+        return b.neg(b.mul(g, b.call("sin", x)))
+    if fn == "tan":
+        return b.mul(g, b.add(one, b.mul(y, y)))
+    if fn in ("asin", "acos"):
+        d = b.mul(g, b.call("rsqrt", b.sub(one, b.mul(x, x))))
+        return d if fn == "asin" else b.neg(d)
+    if fn == "atan":
+        return b.div(g, b.add(one, b.mul(x, x)))
+    if fn == "sinh":
+        return b.mul(g, b.call("cosh", x))
+    if fn == "cosh":
+        return b.mul(g, b.call("sinh", x))
+    if fn == "tanh":
+        return b.mul(g, b.sub(one, b.mul(y, y)))
+    if fn == "asinh":
+        return b.mul(g, b.call("rsqrt", b.add(b.mul(x, x), one)))
+    if fn == "acosh":
+        return b.mul(g, b.call("rsqrt", b.sub(b.mul(x, x), one)))
+    if fn == "atanh":
+        return b.div(g, b.sub(one, b.mul(x, x)))
+    if fn in ("erf", "erfc"):
+        d = b.mul(g, b.mul(_c(2 / math.sqrt(math.pi), x), b.call("exp", b.neg(b.mul(x, x)))))
+        return d if fn == "erf" else b.neg(d)
+    if fn in ("erfinv", "erfcinv"):
+        d = b.mul(g, b.mul(_c(math.sqrt(math.pi) / 2, x), b.call("exp", b.mul(y, y))))
+        return d if fn == "erfinv" else b.neg(d)
+    if fn == "sigmoid":
+        return b.mul(g, b.mul(y, b.sub(one, y)))
+    if fn == "fabs":
+        zero = _c(0, x)
+        return b.select(b.cmp(">", x, zero), g,
+                        b.select(b.cmp("<", x, zero), b.neg(g), b.const(0, g.type)))
+    if fn in ("floor", "ceil", "round", "trunc"):
+        return None
+    raise NotDifferentiable(f"the builtin {fn}() has no derivative tc can express")
+
+
+def _binary(fn: str, x: ir.Expr, z: ir.Expr, y: ir.Expr, g: ir.Expr
+            ) -> tuple[ir.Expr | None, ir.Expr | None]:
+    """Adjoints of the two arguments of ``y = fn(x, z)``."""
+    zero = b.const(0, g.type)
+    if fn in ("fmax", "fmin", "max", "min"):
+        # The gradient goes to the argument chosen; ties go to the second one, so that
+        # fmax(v, 0) has relu's gradient (0) at v == 0.
+        first = b.cmp(">" if fn in ("fmax", "max") else "<", x, z)
+        return b.select(first, g, zero), b.select(first, zero, g)
+    if fn == "atan2":  # y = atan2(x, z)
+        r = b.add(b.mul(x, x), b.mul(z, z))
+        return b.div(b.mul(g, z), r), b.neg(b.div(b.mul(g, x), r))
+    if fn in ("fmod", "%"):
+        q = b.call("trunc" if fn == "fmod" else "floor", b.div(x, z))
+        return g, b.neg(b.mul(g, q))
+    if fn == "fdim":
+        pos = b.cmp(">", x, z)
+        return b.select(pos, g, zero), b.select(pos, b.neg(g), zero)
+    if fn == "hypot":
+        return b.div(b.mul(g, x), y), b.div(b.mul(g, z), y)
+    if fn == "pow":
+        dx = b.mul(g, b.mul(z, b.call("pow", x, b.sub(z, _c(1, z)))))
+        dz = b.mul(g, b.mul(y, b.call("log", x))) if _has_float_read(z) else None
+        return dx, dz
+    if fn == "copysign":
+        one = _c(1, x)
+        return b.mul(g, b.mul(b.call("copysign", one, x), b.call("copysign", one, z))), None
+    raise NotDifferentiable(f"the builtin {fn}() has no derivative tc can express")
+
+
+def partials(rhs: ir.Expr, seed: ir.Expr) -> list[tuple[ir.Read, ir.Expr]]:
+    """``(read, seed * d rhs / d read)`` for every floating-point read of ``rhs``.
+
+    ``rhs`` must have no lets (see :func:`tc.grad.build.inline_lets`). A read that
+    occurs several times appears once per occurrence.
+    """
+    out: list[tuple[ir.Read, ir.Expr]] = []
+    stack: list[tuple[ir.Expr, ir.Expr]] = [(rhs, seed)]
+    while stack:
+        e, g = stack.pop()
+        if not e.type.is_float or not _has_float_read(e):
+            continue
+        for child, adj in _local(e, g):
+            if adj is not None and child.type.is_float:
+                stack.append((child, adj))
+        if isinstance(e, ir.Read):
+            out.append((e, g))
+    return out
+
+
+def _local(e: ir.Expr, g: ir.Expr) -> list[tuple[ir.Expr, ir.Expr | None]]:
+    """The children of ``e`` that gradients reach, each with its adjoint."""
+    if isinstance(e, ir.Read):
+        return []
+    if isinstance(e, ir.Unary):
+        return [(e.a, b.neg(g))] if e.op == "-" else []
+    if isinstance(e, ir.Cast):
+        return [(e.a, b.cast(g, e.a.type))] if e.a.type.is_float else []
+    if isinstance(e, ir.Select):
+        zero = b.const(0, g.type)
+        return [(e.a, b.select(e.cond, g, zero)), (e.b, b.select(e.cond, zero, g))]
+    if isinstance(e, ir.Binary):
+        x, z = e.a, e.b
+        if e.op == "+":
+            return [(x, g), (z, g)]
+        if e.op == "-":
+            return [(x, g), (z, b.neg(g))]
+        if e.op == "*":
+            return [(x, b.mul(g, z)), (z, b.mul(g, x))]
+        if e.op == "/":
+            return [(x, b.div(g, z)), (z, b.neg(b.div(b.mul(g, x), b.mul(z, z))))]
+        if e.op in ("min", "max", "%"):
+            dx, dz = _binary(e.op, x, z, e, g)
+            return [(x, dx), (z, dz)]
+        return []  # comparisons and logic give bool
+    if isinstance(e, ir.Call):
+        if len(e.args) == 1:
+            return [(e.args[0], _unary(e.fn, e.args[0], e, g))]
+        if e.fn == "fma":
+            x, z, w = e.args
+            return [(x, b.mul(g, z)), (z, b.mul(g, x)), (w, g)]
+        dx, dz = _binary(e.fn, e.args[0], e.args[1], e, g)
+        return [(e.args[0], dx), (e.args[1], dz)]
+    if isinstance(e, ir.Let):
+        raise NotDifferentiable("internal: lets must be inlined before differentiating")
+    return []
