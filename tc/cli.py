@@ -1,4 +1,4 @@
-"""The command line: ``python -m tc check|explain|cache|tune ...``."""
+"""The command line: ``python -m tc check|explain|grad|cache|tune ...``."""
 
 from __future__ import annotations
 
@@ -98,6 +98,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grad(args: argparse.Namespace) -> int:
+    """Print the derived backward of a definition (TC text, checked by the front end)."""
+    from tc.grad import derive
+
+    checked = check_text(_read(args.file))
+    entry = _entry(checked, args.entry)
+    backward = derive(checked.functions[entry])
+    check_text(backward.text)  # the derived text is compiled like any other: check it here
+    print(backward.text, end="")
+    return 0
+
+
 def _options(text: str | None) -> MappingOptions:
     if text is None:
         return MappingOptions("naive")
@@ -171,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "serialized options (JSON text) or a file holding them; default naive")
     e.add_argument("--arch", help="CUDA architecture for --stage cuda (default sm_80)")
     e.set_defaults(func=cmd_explain)
+    g = sub.add_parser("grad", help="print the automatically derived backward definition")
+    g.add_argument("file", metavar="FILE")
+    g.add_argument("--entry", help="the definition (needed when the file has several)")
+    g.set_defaults(func=cmd_grad)
     from tc.cli_cache import add_parser as add_cache_parser
     from tc.cli_tune import add_parser as add_tune_parser
 

@@ -129,19 +129,25 @@ def partials(rhs: ir.Expr, seed: ir.Expr) -> list[tuple[ir.Read, ir.Expr]]:
     """``(read, seed * d rhs / d read)`` for every floating-point read of ``rhs``.
 
     ``rhs`` must have no lets (see :func:`tc.grad.build.inline_lets`). A read that
-    occurs several times appears once per occurrence.
+    occurs several times appears once per occurrence. Each adjoint is guarded by the
+    conditions of the selects on the way to its read, so that it evaluates nothing
+    (a neighbour's read, a local derivative) where the forward did not.
     """
     out: list[tuple[ir.Read, ir.Expr]] = []
-    stack: list[tuple[ir.Expr, ir.Expr]] = [(rhs, seed)]
+    stack: list[tuple[ir.Expr, ir.Expr, ir.Expr | None]] = [(rhs, seed, None)]
     while stack:
-        e, g = stack.pop()
+        e, g, cond = stack.pop()
         if not e.type.is_float or not _has_float_read(e):
             continue
-        for child, adj in _local(e, g):
-            if adj is not None and child.type.is_float:
-                stack.append((child, adj))
         if isinstance(e, ir.Read):
-            out.append((e, g))
+            out.append((e, b.select(cond, g, b.const(0, g.type))))
+        elif isinstance(e, ir.Select):
+            stack.append((e.a, g, b.land(cond, e.cond)))
+            stack.append((e.b, g, b.land(cond, ir.Unary(type=b.BOOL, op="!", a=e.cond))))
+        else:
+            for child, adj in _local(e, g):
+                if adj is not None and child.type.is_float:
+                    stack.append((child, adj, cond))
     return out
 
 
@@ -153,9 +159,6 @@ def _local(e: ir.Expr, g: ir.Expr) -> list[tuple[ir.Expr, ir.Expr | None]]:
         return [(e.a, b.neg(g))] if e.op == "-" else []
     if isinstance(e, ir.Cast):
         return [(e.a, b.cast(g, e.a.type))] if e.a.type.is_float else []
-    if isinstance(e, ir.Select):
-        zero = b.const(0, g.type)
-        return [(e.a, b.select(e.cond, g, zero)), (e.b, b.select(e.cond, zero, g))]
     if isinstance(e, ir.Binary):
         x, z = e.a, e.b
         if e.op == "+":
