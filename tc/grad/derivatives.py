@@ -107,9 +107,8 @@ def _binary(fn: str, x: ir.Expr, z: ir.Expr, y: ir.Expr, g: ir.Expr
     if fn == "atan2":  # y = atan2(x, z)
         r = b.add(b.mul(x, x), b.mul(z, z))
         return b.div(b.mul(g, z), r), b.neg(b.div(b.mul(g, x), r))
-    if fn in ("fmod", "%"):
-        q = b.call("trunc" if fn == "fmod" else "floor", b.div(x, z))
-        return g, b.neg(b.mul(g, q))
+    if fn == "fmod":
+        return g, b.neg(b.mul(g, b.call("trunc", b.div(x, z))))
     if fn == "fdim":
         pos = b.cmp(">", x, z)
         return b.select(pos, g, zero), b.select(pos, b.neg(g), zero)
@@ -169,7 +168,7 @@ def _local(e: ir.Expr, g: ir.Expr) -> list[tuple[ir.Expr, ir.Expr | None]]:
             return [(x, b.mul(g, z)), (z, b.mul(g, x))]
         if e.op == "/":
             return [(x, b.div(g, z)), (z, b.neg(b.div(b.mul(g, x), b.mul(z, z))))]
-        if e.op in ("min", "max", "%"):
+        if e.op in ("min", "max"):
             dx, dz = _binary(e.op, x, z, e, g)
             return [(x, dx), (z, dz)]
         return []  # comparisons and logic give bool

@@ -1,0 +1,114 @@
+"""tc.define entry points under autograd: calls, outputs=, recompilation, the cache."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import tc
+from codegen.stats import COUNTERS, snapshot
+from tc import catalogue
+
+
+@pytest.fixture(scope="module")
+def T() -> tc.TC:
+    return tc.define(catalogue.MATMUL + catalogue.FC_RELU, backend="opencl")
+
+
+def test_gradients_flow_through_tc_and_torch_ops(T: tc.TC) -> None:
+    A = torch.randn(3, 5, requires_grad=True)
+    B = torch.randn(5, 4)  # only A requires grad: B gets none
+    C = T.matmul(A * 2, B)
+    assert C.requires_grad and C.grad_fn is not None
+    (C.relu() ** 2).sum().backward()
+    At = A.detach().clone().requires_grad_()
+    ((At * 2) @ B).relu().pow(2).sum().backward()
+    torch.testing.assert_close(A.grad, At.grad, rtol=1e-4, atol=1e-5)
+    assert B.grad is None
+
+
+def test_no_graph_without_grad(T: tc.TC) -> None:
+    A = torch.randn(3, 5, requires_grad=True)
+    with torch.no_grad():
+        assert not T.matmul(A, torch.randn(5, 4)).requires_grad
+    assert not T.matmul(A.detach(), torch.randn(5, 4)).requires_grad
+
+
+def test_expanded_and_strided_gradients(T: tc.TC) -> None:
+    # .sum() sends an expanded (stride 0) gradient; .t() a transposed one.
+    x, W, b = (torch.randn(3, 5, requires_grad=True), torch.randn(4, 5, requires_grad=True),
+               torch.randn(4, requires_grad=True))
+    T.fc_relu(x, W, b).sum().backward()
+    T.fc_relu(x, W, b).t().contiguous().mul(2).sum().backward()
+    xs, Ws, bs = (t.detach().clone().requires_grad_() for t in (x, W, b))
+    y = torch.relu(xs @ Ws.T + bs)
+    (y.sum() + (2 * y).sum()).backward()
+    for ours, ref in ((x, xs), (W, Ws), (b, bs)):
+        torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_outputs_and_autograd(T: tc.TC) -> None:
+    A, B = torch.randn(3, 5, requires_grad=True), torch.randn(5, 4)
+    out = torch.empty(3, 4)
+    with pytest.raises(tc.TcArgumentError, match="outputs= cannot be used"):
+        T.matmul(A, B, outputs=[out])
+    with torch.no_grad():
+        res = T.matmul(A, B, outputs=[out])
+    assert res is out
+    torch.testing.assert_close(out, A.detach() @ B, rtol=1e-4, atol=1e-5)
+
+
+def test_argument_errors_are_tc_errors(T: tc.TC) -> None:
+    A = torch.randn(3, 5, requires_grad=True)
+    with pytest.raises(tc.TcArgumentTypeError, match="dtype"):
+        T.matmul(A, torch.randn(5, 4, dtype=torch.float64))
+    with pytest.raises(tc.TcArgumentError, match="size 'K'"):
+        T.matmul(A, torch.randn(6, 4))
+    with pytest.raises(tc.TcArgumentError, match="dimension"):
+        T.matmul(A, torch.randn(5))
+    with pytest.raises(tc.TcArgumentError, match="takes 2 inputs"):
+        T.matmul(A)
+
+
+def test_repeated_calls_compile_nothing(T: tc.TC) -> None:
+    x, W, b = (torch.randn(2, 3, requires_grad=True), torch.randn(5, 3, requires_grad=True),
+               torch.randn(5, requires_grad=True))
+    T.fc_relu(x, W, b).sum().backward()
+    before = snapshot()
+    for _ in range(3):
+        T.fc_relu(x, W, b).sum().backward()
+    assert COUNTERS["compile_program"] == before.get("compile_program", 0)
+    assert COUNTERS["opencl_build"] == before.get("opencl_build", 0)
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, torch, tc
+    from codegen.stats import COUNTERS
+    from tc import catalogue
+    T = tc.define(catalogue.FC_RELU, backend="opencl", cache=sys.argv[1])
+    g = torch.Generator().manual_seed(0)
+    x, W, b = (torch.randn(*s, generator=g).requires_grad_() for s in ((3, 4), (2, 4), (2,)))
+    T.fc_relu(x, W, b).sum().backward()
+    print(json.dumps({"compiled": COUNTERS["compile_program"],
+                      "built": COUNTERS["opencl_build"],
+                      "grads": [t.grad.tolist() for t in (x, W, b)]}))
+""")
+
+
+def test_define_cache_lets_a_second_process_compile_nothing(tmp_path) -> None:
+    path = str(tmp_path / "cache.sqlite")
+
+    def run() -> dict:
+        out = subprocess.run([sys.executable, "-c", SCRIPT, path], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    assert first["compiled"] >= 2  # the forward and its derived backward
+    assert second["compiled"] == 0 and second["built"] == 0
+    assert first["grads"] == second["grads"]
