@@ -32,6 +32,7 @@ from tc.errors import (
     TcTypeError,
 )
 from tc.options import MappingOptions
+from tc.torch_ops import register_op
 
 __version__ = "0.1.0"
 
@@ -72,4 +73,5 @@ __all__ = [
     "make_autotuned_options_factory",
     "make_load_from_cache_options_factory",
     "make_naive_options_factory",
+    "register_op",
 ]

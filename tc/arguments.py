@@ -92,7 +92,9 @@ def bind(fn: ir.Function, args: Sequence[object]) -> BoundCall:
                 raise TcArgumentError(f"{fn.name}: size '{name}' is {sizes[name]} from "
                                       f"{origin[name]} but {extent} from '{decl.name}' "
                                       f"(dimension {k})")
-            sizes.setdefault(name, int(extent))
+            # A symbolic size (torch.SymInt, when torch.export or torch.compile traces with
+            # dynamic shapes) stays symbolic, so that output shapes follow it.
+            sizes.setdefault(name, extent if isinstance(extent, torch.SymInt) else int(extent))
             origin.setdefault(name, f"'{decl.name}' (dimension {k})")
         tensors.append(t)
     devices = {t.device for t in tensors}

@@ -225,6 +225,10 @@ def _add(s: _State, version: str, lhs: tuple[str, ...], expr: ir.Expr,
          ranges: tuple[Range, ...], dtype, shape: tuple[Sym, ...]) -> None:
     """Accumulate ``expr`` (over ``ranges``) into the adjoint of ``version`` at ``lhs``."""
     adj = s.adjoint.get(version)
+    if adj is None and _is_copy(expr, lhs, ranges, shape):
+        # ``O = O + bias`` passes O's adjoint through unchanged: name it, do not copy it.
+        s.adjoint[version] = _Adjoint(expr.tensor, owned=False)
+        return
     if adj is None:  # a temporary's first contribution
         adj = s.adjoint[version] = _Adjoint(s.fresh(f"d_{version}"), owned=True)
         s.body.append(_Stmt(adj.name, lhs, "+=!", expr, ranges))
@@ -240,6 +244,14 @@ def _add(s: _State, version: str, lhs: tuple[str, ...], expr: ir.Expr,
                             tuple((n, Sym.of(0), d) for n, d in zip(idx, shape, strict=True))))
         s.adjoint[version] = adj = _Adjoint(total, owned=True)
     s.body.append(_Stmt(adj.name, lhs, "+=", expr, ranges))
+
+
+def _is_copy(expr: ir.Expr, lhs: tuple[str, ...], ranges: tuple[Range, ...],
+             shape: tuple[Sym, ...]) -> bool:
+    """Whether ``expr`` over ``ranges`` is another adjoint read at ``lhs``, whole."""
+    return (isinstance(expr, ir.Read) and len(ranges) == len(lhs) == len(shape)
+            and expr.indices == tuple(b.var(n) for n in lhs)
+            and all(r == (n, Sym.of(0), d) for r, n, d in zip(ranges, lhs, shape, strict=True)))
 
 
 def _stage_adjoint(s: _State, k: int) -> None:

@@ -9,6 +9,7 @@ quasi-affine piecewise expression. Normalisation makes structural equality a use
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -163,7 +164,10 @@ class Sym:
 
 def _eval_atom(atom: Atom, env: Mapping[str, int]) -> int:
     if atom.kind == "sym":
-        return int(env[atom.name])
+        value = env[atom.name]
+        # Integers (numpy's too) become ints; anything else that does integer arithmetic
+        # (torch.SymInt, when torch traces with dynamic shapes) is kept as it is.
+        return int(value) if isinstance(value, numbers.Integral) else value
     if atom.kind == "div":
         return atom.args[0].evaluate(env) // atom.divisor
     values = [a.evaluate(env) for a in atom.args]
