@@ -86,8 +86,8 @@ class TcFunction:
         self._unit = unit
         self.ir = fn
         self.canonical = canonical
-        self._backward: Backward | TcGradientError | None = None
-        self._gradient: TcFunction | None = None
+        self._backward: dict[tuple[int, ...] | None, Backward | TcGradientError] = {}
+        self._gradient: dict[tuple[int, ...] | None, TcFunction] = {}
 
     @property
     def name(self) -> str:
@@ -120,32 +120,43 @@ class TcFunction:
                 for shape, t in zip(output_shapes(self.ir, call.sizes), self.ir.outputs,
                                     strict=True)]
 
-    def _derived(self) -> Backward:
-        if self._backward is None:
+    def _wrt(self, wrt: Sequence[int] | None) -> tuple[int, ...] | None:
+        if wrt is None:
+            return None
+        chosen = tuple(k for k in self.differentiable_inputs if k in set(wrt))
+        return None if chosen == self.differentiable_inputs else chosen
+
+    def _derived(self, wrt: tuple[int, ...] | None) -> Backward:
+        bw = self._backward.get(wrt)
+        if bw is None:
             try:
-                self._backward = derive(self.ir)
+                bw = derive(self.ir, wrt=wrt)
             except TcGradientError as e:
-                self._backward = e
-        if isinstance(self._backward, TcGradientError):
-            raise self._backward
-        return self._backward
+                bw = e
+            self._backward[wrt] = bw
+        if isinstance(bw, TcGradientError):
+            raise bw
+        return bw
 
-    def gradient_text(self) -> str:
+    def gradient_text(self, wrt: Sequence[int] | None = None) -> str:
         """The TC text of the derived backward definition (see :meth:`gradient`)."""
-        return self._derived().text
+        return self._derived(self._wrt(wrt)).text
 
-    def gradient(self) -> TcFunction:
+    def gradient(self, wrt: Sequence[int] | None = None) -> TcFunction:
         """The automatically derived backward definition, as an entry point.
 
         It takes the inputs, then the gradient of each floating-point result, and
-        returns the gradient of each floating-point input; it compiles (and uses the
-        cache) like any definition of this unit. Raises :class:`tc.TcGradientError`,
-        naming the statement, when the definition cannot be differentiated.
+        returns the gradient of each floating-point input (of those among ``wrt``,
+        indices of inputs, when given); it compiles (and uses the cache) like any
+        definition of this unit. Raises :class:`tc.TcGradientError`, naming the
+        statement, when the definition cannot be differentiated.
         """
-        if self._gradient is None:
-            bw = self._derived()
-            self._gradient = self._unit.derived_unit(bw.text)[bw.name]
-        return self._gradient
+        key = self._wrt(wrt)
+        fn = self._gradient.get(key)
+        if fn is None:
+            bw = self._derived(key)
+            fn = self._gradient[key] = self._unit.derived_unit(bw.text)[bw.name]
+        return fn
 
     def run(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
         """The results as a list, without recording anything for autograd."""

@@ -41,12 +41,12 @@ def _grads_in(fn: TcFunction, grads: Sequence[torch.Tensor | None],
     return out
 
 
-def _spread(fn: TcFunction, results: Any, n_inputs: int) -> list[torch.Tensor | None]:
-    """The backward's results (one per differentiable input) as one slot per input."""
+def _spread(wrt: Sequence[int], results: Any, n_inputs: int) -> list[torch.Tensor | None]:
+    """The backward's results (one per input of ``wrt``) as one slot per input."""
     if isinstance(results, torch.Tensor):
         results = (results,)
     slots: list[torch.Tensor | None] = [None] * n_inputs
-    for k, g in zip(fn.differentiable_inputs, results, strict=True):
+    for k, g in zip(wrt, results, strict=True):
         slots[k] = g
     return slots
 
@@ -69,10 +69,14 @@ class _Derived(torch.autograd.Function):
     def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
         fn: TcFunction = ctx.fn
         inputs = ctx.saved_tensors
-        backward = fn.gradient()  # raises TcGradientError for a non-differentiable text
+        # Only the gradients autograd asks for: a layer's data input usually needs none.
+        wrt = tuple(k for k in fn.differentiable_inputs if ctx.needs_input_grad[k + 1])
+        if not wrt:
+            return (None,) * (len(inputs) + 1)
+        backward = fn.gradient(wrt)  # raises TcGradientError for a non-differentiable text
         like = [torch.empty(s, dtype=d, device=dev) for s, d, dev in ctx.shapes]
         results = backward(*inputs, *_grads_in(fn, grads, like))
-        return (None, *_spread(fn, results, len(inputs)))
+        return (None, *_spread(wrt, results, len(inputs)))
 
 
 def run_differentiable(fn: TcFunction, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:

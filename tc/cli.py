@@ -104,7 +104,17 @@ def cmd_grad(args: argparse.Namespace) -> int:
 
     checked = check_text(_read(args.file))
     entry = _entry(checked, args.entry)
-    backward = derive(checked.functions[entry])
+    fn = checked.functions[entry]
+    wrt = None
+    if args.wrt:
+        names = [t.name for t in fn.inputs]
+        wanted = [w.strip() for w in args.wrt.split(",")]
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            raise TcError(f"--wrt: {', '.join(unknown)} not among the inputs of {entry} "
+                          f"({', '.join(names)})")
+        wrt = tuple(names.index(w) for w in wanted)
+    backward = derive(fn, wrt=wrt)
     check_text(backward.text)  # the derived text is compiled like any other: check it here
     print(backward.text, end="")
     return 0
@@ -186,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grad", help="print the automatically derived backward definition")
     g.add_argument("file", metavar="FILE")
     g.add_argument("--entry", help="the definition (needed when the file has several)")
+    g.add_argument("--wrt", help="only these inputs' gradients, e.g. W,bias (default: all)")
     g.set_defaults(func=cmd_grad)
     from tc.cli_cache import add_parser as add_cache_parser
     from tc.cli_tune import add_parser as add_tune_parser

@@ -112,3 +112,17 @@ def test_define_cache_lets_a_second_process_compile_nothing(tmp_path) -> None:
     assert first["compiled"] >= 2  # the forward and its derived backward
     assert second["compiled"] == 0 and second["built"] == 0
     assert first["grads"] == second["grads"]
+
+
+def test_backward_computes_only_the_gradients_autograd_asks_for() -> None:
+    T = tc.define(catalogue.FC_RELU, backend="reference")
+    x = torch.randn(3, 4)  # data: no gradient wanted
+    W, b = torch.randn(5, 4, requires_grad=True), torch.randn(5, requires_grad=True)
+    T.fc_relu(x, W, b).sum().backward()
+    fn = T.fc_relu
+    assert list(fn._gradient) == [(1, 2)]  # the backward derived without d_x
+    xs, Ws, bs = x.clone(), W.detach().clone().requires_grad_(), b.detach().clone()
+    bs.requires_grad_()
+    torch.relu(xs @ Ws.T + bs).sum().backward()
+    torch.testing.assert_close(W.grad, Ws.grad)
+    torch.testing.assert_close(b.grad, bs.grad)

@@ -125,8 +125,13 @@ def _fail(fn: ir.Function, k: int, reason: str) -> TcGradientError:
                            f"{reason}", **where)
 
 
-def derive(fn: ir.Function, name: str | None = None) -> Backward:
+def derive(fn: ir.Function, name: str | None = None,
+           wrt: tuple[int, ...] | None = None) -> Backward:
     """The backward definition of ``fn`` (see the module docstring).
+
+    ``wrt`` (indices of inputs; None: every floating-point input) limits the results
+    to those inputs' gradients, and the body to the statements they need: a layer's
+    backward need not compute the gradient of its data input.
 
     Raises :class:`TcGradientError` when ``fn`` cannot be differentiated or has no
     floating-point input and output to differentiate.
@@ -137,7 +142,12 @@ def derive(fn: ir.Function, name: str | None = None) -> Backward:
     if not grad_in or not grad_out:
         raise TcGradientError(f"{fn.name} has no floating-point "
                               f"{'input' if not grad_in else 'output'} to differentiate")
-    bname = name or s.fresh(f"{fn.name}_grad")
+    wanted = grad_in if wrt is None else tuple(k for k in grad_in if k in wrt)
+    if not wanted:
+        raise TcGradientError(f"{fn.name}: none of the inputs {list(wrt or ())} is a "
+                              "floating-point input to differentiate")
+    suffix = "" if wanted == grad_in else "_" + "_".join(fn.inputs[k].name for k in wanted)
+    bname = name or s.fresh(f"{fn.name}_grad{suffix}")
     s.taken.add(bname)
     final = _versions(s)
     params = [_decl(t.dtype, t.shape, t.name) for t in fn.inputs]
@@ -154,8 +164,9 @@ def derive(fn: ir.Function, name: str | None = None) -> Backward:
         s.adjoint[x.name] = _Adjoint(s.results[x.name], owned=None)
     for k in reversed(range(len(fn.stages))):
         _stage_adjoint(s, k)
+    s.body = _live(s.body, {s.results[fn.inputs[k].name] for k in wanted})
     results = []
-    for k in grad_in:
+    for k in wanted:
         x = fn.inputs[k]
         gname = s.results[x.name]
         if s.adjoint[x.name].owned is None:  # no path from the outputs: a zero gradient
@@ -168,7 +179,19 @@ def derive(fn: ir.Function, name: str | None = None) -> Backward:
     lines += [st.text() for st in _needed_recompute(s)]
     lines += [st.text() for st in s.body]
     lines.append("}")
-    return Backward(bname, "\n".join(lines) + "\n", grad_in, grad_out)
+    return Backward(bname, "\n".join(lines) + "\n", wanted, grad_out)
+
+
+def _live(body: list[_Stmt], wanted: set[str]) -> list[_Stmt]:
+    """The statements of ``body`` that the tensors ``wanted`` depend on. Every write of
+    an adjoint precedes every read of it (it is complete once read), so one pass from
+    the end finds them all."""
+    live, out = set(wanted), []
+    for st in reversed(body):
+        if st.tensor in live:
+            out.append(st)
+            live.update(r.tensor for r in b.reads(st.rhs))
+    return out[::-1]
 
 
 def _plain(d: Sym) -> bool:

@@ -197,3 +197,29 @@ def test_gradient_arguments_are_checked() -> None:
         back(A, B, torch.randn(2, 5))  # d_C must be M x N
     with pytest.raises(tc.TcArgumentTypeError):
         back(A, B, torch.randn(2, 4, dtype=torch.float64))
+
+
+def test_gradients_of_some_inputs_only() -> None:
+    fn = tc.define(catalogue.FC_RELU, backend="reference").fc_relu
+    text = fn.gradient_text(wrt=[1, 2])
+    assert "-> (float32(O, I) d_W, float32(O) d_bias)" in text and "d_x" not in text
+    assert fn.gradient_text(wrt=[0, 1, 2]) == fn.gradient_text()
+    x, W, bias = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5)
+    dy = torch.randn(3, 5)
+    dW, dbias = fn.gradient(wrt=[1, 2])(x, W, bias, dy)
+    full = fn.gradient()(x, W, bias, dy)
+    torch.testing.assert_close((dW, dbias), full[1:])
+    with pytest.raises(tc.TcGradientError, match="none of the inputs"):
+        derive(check_text("def f(float(N) X, int32(N) i) -> (Y) { Y(n) = X(n) }")
+               .functions["f"], wrt=(1,))
+
+
+def test_cli_wrt(tmp_path) -> None:
+    path = tmp_path / "fc.tc"
+    path.write_text(catalogue.FC_RELU)
+    args = [sys.executable, "-m", "tc", "grad", str(path), "--entry", "fc_relu"]
+    out = subprocess.run(args + ["--wrt", "W"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("def fc_relu_grad_W(") and "-> (float32(O, I) d_W)" in out
+    bad = subprocess.run(args + ["--wrt", "Q"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--wrt: Q not among the inputs" in bad.stderr
