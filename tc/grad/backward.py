@@ -97,6 +97,7 @@ class _State:
     results: dict[str, str] = field(default_factory=dict)  # input -> gradient result
     # stage -> (name of the version it writes, renamed rhs, version it accumulates into)
     stage_rhs: dict[int, tuple[str, ir.Expr, str | None]] = field(default_factory=dict)
+    stored: dict[int, ir.Expr] = field(default_factory=dict)  # stage -> its stored values
 
     def fresh(self, base: str) -> str:
         name, k = base, 0
@@ -236,7 +237,18 @@ def _versions(s: _State) -> dict[str, str]:
             stmts.append(_Stmt(name, st.lhs, "=", b.read(prev, lhs_reads, decl.dtype),
                                lhs_ranges))
         op = "=" if st.op is None else f"{st.op}={'' if accumulates else '!'}"
-        stmts.append(_Stmt(name, st.lhs, op, rhs, _full(st)))
+        reduced = rhs
+        if st.op in ("min", "max") and st.reduction_dims and not _stored(rhs):
+            # The gradient of a max goes to the point whose value equals the max. Two
+            # kernels may round one expression differently (contracting a * b + c into
+            # an fma or not), so the values are stored once and both the max and the
+            # comparison read them.
+            arg = s.fresh(f"{name}_arg")
+            every = tuple(d.name for d in st.domain)
+            stmts.append(_Stmt(arg, every, "=", rhs, _full(st)))
+            reduced = b.read(arg, tuple(map(b.var, every)), rhs.type)
+            s.stored[k] = reduced
+        stmts.append(_Stmt(name, st.lhs, op, reduced, _full(st)))
         s.recompute[k] = stmts
         s.versions[name] = _Version(name, decl, k, prev if accumulates else None)
         s.stage_rhs[k] = (name, rhs, prev)
@@ -322,6 +334,13 @@ def _stage_adjoint(s: _State, k: int) -> None:
         _scatter(s, k, tensor, indices, b.select(guard, p, b.const(0, p.type)), target)
 
 
+def _stored(e: ir.Expr) -> bool:
+    """Whether ``e`` reads a stored value exactly (every evaluation gives the same bits)."""
+    while isinstance(e, ir.Cast | ir.Unary):
+        e = e.a
+    return isinstance(e, ir.Read)
+
+
 def _selection(s: _State, k: int, name: str, rhs: ir.Expr) -> ir.Expr:
     """Recompute the linear index of the first reduction point attaining ``name``'s
     value; returns the condition "this point is the selected one"."""
@@ -337,8 +356,9 @@ def _selection(s: _State, k: int, name: str, rhs: ir.Expr) -> ir.Expr:
     sel = s.fresh(f"{name}_at")
     decl = s.versions[name].decl
     value = b.read(name, tuple(b.var(n) for n in st.lhs), decl.dtype)
-    s.select[k] = _Stmt(sel, st.lhs, "min=!", b.select(b.cmp("==", rhs, value), lin, count),
-                        _full(st))
+    values = s.stored.get(k, rhs)
+    s.select[k] = _Stmt(sel, st.lhs, "min=!",
+                        b.select(b.cmp("==", values, value), lin, count), _full(st))
     return b.cmp("==", lin, b.read(sel, tuple(b.var(n) for n in st.lhs), b.INT64))
 
 

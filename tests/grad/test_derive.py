@@ -223,3 +223,19 @@ def test_cli_wrt(tmp_path) -> None:
     assert out.startswith("def fc_relu_grad_W(") and "-> (float32(O, I) d_W)" in out
     bad = subprocess.run(args + ["--wrt", "Q"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--wrt: Q not among the inputs" in bad.stderr
+
+
+@pytest.mark.parametrize("options", ["naive", "mlp"])
+def test_max_of_an_expression_compiled_selects_its_maximum(options: str) -> None:
+    # The max's values are stored once in the backward, so that no kernel rounds them
+    # differently (an fma in one kernel, a multiply-add in another) and loses the max.
+    text = "def f(float(N, K) X, float(K) w) -> (Y) { Y(n) max=! X(n, k) * w(k) + 1.0 }"
+    T = tc.define(text, lambda *a: tc.MappingOptions(options), backend="opencl")
+    g = torch.Generator().manual_seed(5)
+    X, w = torch.randn(6, 11, generator=g), torch.randn(11, generator=g)
+    Xa, wa = X.clone().requires_grad_(), w.clone().requires_grad_()
+    T.f(Xa, wa).sum().backward()
+    Xt, wt = X.clone().requires_grad_(), w.clone().requires_grad_()
+    (Xt * wt + 1.0).max(1).values.sum().backward()
+    torch.testing.assert_close(Xa.grad, Xt.grad)
+    torch.testing.assert_close(wa.grad, wt.grad)
