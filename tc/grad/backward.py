@@ -98,6 +98,7 @@ class _State:
     # stage -> (name of the version it writes, renamed rhs, version it accumulates into)
     stage_rhs: dict[int, tuple[str, ir.Expr, str | None]] = field(default_factory=dict)
     stored: dict[int, ir.Expr] = field(default_factory=dict)  # stage -> its stored values
+    extra: dict[int, list[_Stmt]] = field(default_factory=dict)  # stage -> products
 
     def fresh(self, base: str) -> str:
         name, k = base, 0
@@ -305,11 +306,17 @@ def _stage_adjoint(s: _State, k: int) -> None:
     guard = None
     lhs_ranges = tuple((d.name, d.lo, d.hi) for d in st.lhs_dims)
     if st.op == "*" and (reducing or accumulates):
-        if reducing:
-            raise _fail(fn, k, "products over reduction indices (*=) are not differentiated")
-        old = b.read(prev, lhs_vars, decl.dtype)
-        _add(s, prev, st.lhs, b.mul(g, rhs), lhs_ranges, decl.dtype, decl.shape)
-        g = b.mul(g, old)
+        # V = old * prod_r e(r): d old = g * prod_r e(r), d e(r) = g * old * prod_{r' != r}
+        # e(r'). The products leaving one factor out are computed as such (never as
+        # V / e(r), which a zero factor would turn into NaN).
+        others = _products(s, k, rhs) if reducing else None
+        if accumulates:
+            old = b.read(prev, lhs_vars, decl.dtype)
+            whole = _products(s, k, rhs, leave_out=False) if reducing else rhs
+            _add(s, prev, st.lhs, b.mul(g, whole), lhs_ranges, decl.dtype, decl.shape)
+            g = b.mul(g, old)
+        if others is not None:
+            g = b.mul(g, others)
     elif st.op in ("min", "max") and (reducing or accumulates):
         value = b.read(name, lhs_vars, decl.dtype)
         if reducing:
@@ -332,6 +339,32 @@ def _stage_adjoint(s: _State, k: int) -> None:
     for (tensor, indices), p in grouped.items():
         target = s.versions[tensor].decl if tensor in s.versions else fn.tensor(tensor)
         _scatter(s, k, tensor, indices, b.select(guard, p, b.const(0, p.type)), target)
+
+
+def _products(s: _State, k: int, rhs: ir.Expr, leave_out: bool = True) -> ir.Expr:
+    """Recompute, for a product reduction, ``prod_{r' != r} rhs(r')`` at every point
+    (``leave_out``) or ``prod_r rhs(r)`` per output; returns the read of it."""
+    st = s.fn.stages[k]
+    name = s.stage_rhs[k][0]
+    red = st.reduction_dims
+    primed = {d.name: s.fresh(f"{d.name}_o") for d in red}
+    other = b.Substitute({d.name: b.var(primed[d.name]) for d in red}).mutate(rhs)
+    ranges = tuple((primed[d.name], d.lo, d.hi) for d in red)
+    if leave_out:
+        same = None
+        for d in red:
+            same = b.land(same, b.cmp("==", b.var(primed[d.name]), b.var(d.name)))
+        lhs = tuple(d.name for d in st.domain)
+        tensor = s.fresh(f"{name}_others")
+        body = b.select(same, b.const(1, rhs.type), other)
+        ranges = _full(st) + ranges
+    else:
+        lhs = st.lhs
+        tensor = s.fresh(f"{name}_prod")
+        body = other
+        ranges = tuple((d.name, d.lo, d.hi) for d in st.lhs_dims) + ranges
+    s.extra.setdefault(k, []).append(_Stmt(tensor, lhs, "*=!", body, ranges))
+    return b.read(tensor, tuple(map(b.var, lhs)), rhs.type)
 
 
 def _stored(e: ir.Expr) -> bool:
@@ -460,22 +493,23 @@ def _affine_expr(coeffs: list[tuple[str, int]], rest: Sym) -> ir.Expr:
 
 
 def _needed_recompute(s: _State) -> list[_Stmt]:
-    """The recompute statements the backward reads (and what they read), in order."""
+    """The recomputed statements the backward's body reads (and what they read), in
+    the forward's order: versions, max/min selections, products."""
+    aux = {st.tensor: st for st in s.select.values()}
+    aux.update((st.tensor, st) for sts in s.extra.values() for st in sts)
     needed: set[str] = set()
-    work = [st.rhs for st in s.body] + [st.rhs for st in s.select.values()]
-    pending = [r.tensor for e in work for r in b.reads(e)]
+    pending = [r.tensor for st in s.body for r in b.reads(st.rhs)]
     while pending:
         name = pending.pop()
-        if name in needed or name not in s.versions:
+        if name in needed or (name not in s.versions and name not in aux):
             continue
         needed.add(name)
-        k = s.versions[name].stage
-        for stmt in s.recompute[k]:
-            pending.extend(r.tensor for r in b.reads(stmt.rhs))
+        stmts = [aux[name]] if name in aux else s.recompute[s.versions[name].stage]
+        pending.extend(r.tensor for stmt in stmts for r in b.reads(stmt.rhs))
     out = []
     for k in range(len(s.fn.stages)):
         if s.stage_rhs[k][0] in needed:
             out.extend(s.recompute[k])
-        if k in s.select:
-            out.append(s.select[k])
+        extra = ([s.select[k]] if k in s.select else []) + s.extra.get(k, [])
+        out.extend(st for st in extra if st.tensor in needed)
     return out

@@ -53,16 +53,15 @@ def test_cli_prints_the_derived_text(tmp_path) -> None:
 
 def test_cli_reports_a_non_differentiable_statement(tmp_path) -> None:
     path = tmp_path / "p.tc"
-    path.write_text("def prod(float(N, K) X) -> (P) {\n    P(n) *=! X(n, k)\n}\n")
+    path.write_text("def lg(float(N, K) X) -> (P) {\n    P(n) +=! lgamma(X(n, k))\n}\n")
     r = subprocess.run([sys.executable, "-m", "tc", "grad", str(path)], capture_output=True,
                        text=True)
     assert r.returncode == 1
-    assert "statement 1 (P(n) *=! X(n, k)) cannot be differentiated" in r.stderr
+    assert "statement 1 (P(n) +=! lgamma(X(n, k))) cannot be differentiated" in r.stderr
     assert "line 2, column 5" in r.stderr and "^" in r.stderr
 
 
 @pytest.mark.parametrize("text, why", [
-    ("def f(float(N, K) X) -> (P) { P(n) *=! X(n, k) }", "products over reduction"),
     ("def f(float(N) X) -> (Y) { Y(n) = lgamma(X(n)) }", "lgamma"),
     ("def f(float(N) X) -> (Y) {\n Y(n) = X(n)\n Y(n) = 2.0 * X(n) where n in 1:N\n}",
      "only part of 'Y'"),
@@ -75,14 +74,40 @@ def test_what_cannot_be_differentiated(text: str, why: str) -> None:
 
 
 def test_a_non_differentiable_definition_fails_at_the_backward_call() -> None:
-    T = tc.define("def prod(double(N, K) X) -> (P) {\n    P(n) *=! X(n, k)\n}\n",
+    T = tc.define("def lg(double(N, K) X) -> (P) {\n    P(n) +=! lgamma(X(n, k))\n}\n",
                   backend="reference")
-    X = d(2, 3).requires_grad_()
-    P = T.prod(X)  # the forward runs
-    torch.testing.assert_close(P, X.detach().prod(1))
-    with pytest.raises(tc.TcGradientError, match=r"statement 1 \(P\(n\) \*=! X\(n, k\)\)") as e:
+    X = d(2, 3, lo=0.5, hi=2.0).requires_grad_()
+    P = T.lg(X)  # the forward runs
+    torch.testing.assert_close(P, torch.lgamma(X.detach()).sum(1))
+    with pytest.raises(tc.TcGradientError, match=r"statement 1 \(P\(n\) \+=! lgamma") as e:
         P.sum().backward()
     assert e.value.line == 2 and e.value.column == 5
+
+
+def test_product_reductions_with_zeros() -> None:
+    # d e(r) = g * prod_{r' != r} e(r'), computed as such: a zero factor gives the
+    # others' product, never NaN.
+    text = """
+def f(double(N, H, W) X, double(N) b) -> (P, Q) {
+    P(n) *=! X(n, h, w)
+    Q(n) = b(n)
+    Q(n) *= X(n, h, 0) * b(n)
+}
+"""
+    X = d(3, 2, 3)
+    X[0, 1, 1] = 0.0
+    X[1, 0, 0] = X[1, 1, 2] = 0.0
+    T = tc.define(text, backend="reference")
+    Xa, ba = X.clone().requires_grad_(), d(3, lo=0.5, hi=1.5).requires_grad_()
+    P, Q = T.f(Xa, ba)
+    (P.sum() + Q.sum()).backward()
+    Xt, bt = X.clone().requires_grad_(), ba.detach().clone().requires_grad_()
+    Pt = Xt.flatten(1).prod(1)
+    Qt = bt * (Xt[:, :, 0] * bt[:, None]).prod(1)
+    (Pt.sum() + Qt.sum()).backward()
+    torch.testing.assert_close(Xa.grad, Xt.grad)
+    torch.testing.assert_close(ba.grad, bt.grad)
+    gradcheck(text, "f", d(2, 2, 3), d(2, lo=0.5, hi=1.5))
 
 
 def test_max_reduction_gives_the_gradient_to_the_first_maximum() -> None:
