@@ -81,6 +81,7 @@ class Executor:
                                       else program_from_binary(binary))
                 infos.append(KernelInfo(ck.name, ck.opencl_source, ck.grid, ck.block))
         self.kernels: list[KernelInfo] = infos
+        self._bounds_checked = False  # the sizes are the signature's: check them once
 
     @classmethod
     def from_artifact(cls, blob: bytes, backend: str, signature: tuple,
@@ -143,9 +144,11 @@ class Executor:
             raise TcArgumentError(
                 f"{self.fn.name}: this executor was compiled for other input sizes, "
                 "strides or device; compile again (tc.define does it for you)")
-        from tc.ir.bounds import check_static_bounds
+        if not self._bounds_checked:
+            from tc.ir.bounds import check_static_bounds
 
-        check_static_bounds(self.fn, call.sizes)
+            check_static_bounds(self.fn, call.sizes)
+            self._bounds_checked = True
         dev = call.device
         made = []
         for t in self.fn.outputs + self.fn.temps:
