@@ -5,8 +5,10 @@ A ``tc.define`` entry point called on tensors that require grad goes through
 (:mod:`tc.grad`), compiled like any TC definition. ``make_autograd`` pairs a forward
 with a hand-written backward, as in the original Tensor Comprehensions.
 
-Gradients are computed once (``once_differentiable``): a double backward raises
-torch's own error rather than a wrong second derivative.
+Higher derivatives come the same way: with ``create_graph=True`` the backward
+definition runs on tensors that require grad, so its own call is recorded with the
+backward derived from *its* text (and a hand-written backward is differentiated as
+the function it is).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from tc.errors import TcArgumentError, TcArgumentTypeError
 
@@ -65,8 +66,9 @@ class _Derived(torch.autograd.Function):
         return tuple(outputs)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
+        # Under create_graph=True the backward definition is itself called on tensors
+        # that require grad, so it records its own derived backward: higher orders.
         fn: TcFunction = ctx.fn
         inputs = ctx.saved_tensors
         # Only the gradients autograd asks for: a layer's data input usually needs none.
@@ -100,7 +102,6 @@ class _HandWritten(torch.autograd.Function):
         return outputs[0] if ctx.single else outputs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
         saved = ctx.saved_tensors
         inputs, outputs = saved[:ctx.n_inputs], saved[ctx.n_inputs:]

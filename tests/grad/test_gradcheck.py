@@ -123,3 +123,31 @@ def test_hand_written_backward_with_a_wrong_number_of_gradients() -> None:
         bad(A, B).sum().backward()
     with pytest.raises(tc.TcArgumentTypeError):
         tc.make_autograd(T.matmul, "not a function")
+
+
+# -- second derivatives: the derived backward is differentiated in turn ----------------------
+
+
+@pytest.mark.parametrize("name", ["matmul", "fc_relu", "softmax", "layer_norm", "conv2d",
+                                  "maxpool2x2", "cross_entropy_mean"])
+def test_second_derivatives_on_the_interpreter(name: str) -> None:
+    k = catalogue.get(name)
+    fn = tc.define(double(k.tc), backend="reference")[k.entry]
+    assert torch.autograd.gradgradcheck(lambda *a: fn(*a), inputs(k, k.test_sizes[0]),
+                                        eps=1e-6, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["matmul", "softmax"])
+def test_second_derivatives_compiled_on_pocl(name: str) -> None:
+    k = catalogue.get(name)
+    fn = tc.define(double(k.tc), backend="opencl")[k.entry]
+    assert torch.autograd.gradgradcheck(lambda *a: fn(*a), inputs(k, k.test_sizes[0]),
+                                        eps=1e-6, atol=1e-4, rtol=1e-3)
+
+
+def test_second_derivatives_through_a_hand_written_backward() -> None:
+    T = tc.define(double(catalogue.FC_RELU), backend="reference")
+    fc_relu = tc.make_autograd(T.fc_relu, T.fc_relu_backward)
+    assert torch.autograd.gradgradcheck(
+        fc_relu, inputs(catalogue.get("fc_relu"), {"B": 2, "I": 3, "O": 4}),
+        eps=1e-6, atol=1e-4, rtol=1e-3)
