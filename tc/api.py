@@ -148,7 +148,8 @@ class TcFunction:
         It takes the inputs, then the gradient of each floating-point result, and
         returns the gradient of each floating-point input (of those among ``wrt``,
         indices of inputs, when given); it compiles (and uses the cache) like any
-        definition of this unit. Raises :class:`tc.TcGradientError`, naming the
+        definition of this unit, its options asked of the unit's options factory with
+        the backward's text and name. Raises :class:`tc.TcGradientError`, naming the
         statement, when the definition cannot be differentiated.
         """
         key = self._wrt(wrt)
