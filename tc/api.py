@@ -159,9 +159,9 @@ class TcFunction:
             fn = self._gradient[key] = self._unit.derived_unit(bw.text)[bw.name]
         return fn
 
-    def run(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """The results as a list, without recording anything for autograd."""
-        call = bind(self.ir, inputs)
+    def run_bound(self, call: BoundCall) -> list[torch.Tensor]:
+        """The results of checked arguments (:meth:`bind`) as a list, without recording
+        anything for autograd."""
         return self._unit.backend.run(self.ir, call, self._unit.options_for)
 
     def __call__(
@@ -185,9 +185,9 @@ class TcFunction:
                 raise TcArgumentError(f"{self.name}: outputs= cannot be used when an input "
                                       "requires grad (autograd needs fresh outputs); call it "
                                       "under torch.no_grad() or drop outputs=")
-            results = run_differentiable(self, call.inputs)
+            results = run_differentiable(self, call)
         else:
-            results = self._unit.backend.run(self.ir, call, self._unit.options_for)
+            results = self.run_bound(call)
         if outputs is not None:
             for dst, src in zip(outputs, results, strict=True):
                 dst.copy_(src)

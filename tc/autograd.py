@@ -22,6 +22,7 @@ from tc.errors import TcArgumentError, TcArgumentTypeError
 
 if TYPE_CHECKING:
     from tc.api import TcFunction
+    from tc.arguments import BoundCall
 
 
 def needs_grad(inputs: Sequence[Any]) -> bool:
@@ -30,19 +31,26 @@ def needs_grad(inputs: Sequence[Any]) -> bool:
         isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
 
 
-def _grads_in(fn: TcFunction, grads: Sequence[torch.Tensor | None],
-              outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The gradients of the differentiable outputs, as the backward definition takes
-    them: dense (a fixed signature, so the backward compiles once) and zeros for an
-    output the loss did not use."""
-    out = []
-    for k in fn.differentiable_outputs:
-        g = grads[k]
-        out.append(torch.zeros_like(outputs[k]) if g is None else g.contiguous())
-    return out
+Meta = tuple[torch.Size, torch.dtype, torch.device]
 
 
-def _spread(wrt: Sequence[int], results: Any, n_inputs: int) -> list[torch.Tensor | None]:
+def meta(t: torch.Tensor) -> Meta:
+    """What a zero gradient for ``t`` needs (not ``t`` itself, which need not be kept)."""
+    return (t.shape, t.dtype, t.device)
+
+
+def dense_gradients(grads: Sequence[torch.Tensor | None], outputs: Sequence[int],
+                    metas: Sequence[Meta]) -> list[torch.Tensor]:
+    """The gradients of the results ``outputs`` (with ``metas``, in the same order), as
+    a backward definition takes them: dense (a fixed signature, so the backward compiles
+    once; ``.sum()`` sends an expanded one) and zeros for a result the loss did not use
+    (torch passes None)."""
+    return [torch.zeros(shape, dtype=dtype, device=device) if grads[k] is None
+            else grads[k].contiguous()
+            for k, (shape, dtype, device) in zip(outputs, metas, strict=True)]
+
+
+def spread(wrt: Sequence[int], results: Any, n_inputs: int) -> list[torch.Tensor | None]:
     """The backward's results (one per input of ``wrt``) as one slot per input."""
     if isinstance(results, torch.Tensor):
         results = (results,)
@@ -56,10 +64,11 @@ class _Derived(torch.autograd.Function):
     """A TC definition whose backward is derived automatically."""
 
     @staticmethod
-    def forward(ctx, fn: TcFunction, *inputs: torch.Tensor):  # type: ignore[override]
-        outputs = fn.run(inputs)
+    def forward(ctx, fn: TcFunction, call: BoundCall, *inputs: torch.Tensor
+                ):  # type: ignore[override]
+        outputs = fn.run_bound(call)
         ctx.fn = fn
-        ctx.shapes = [(o.shape, o.dtype, o.device) for o in outputs]
+        ctx.metas = [meta(outputs[k]) for k in fn.differentiable_outputs]
         ctx.save_for_backward(*inputs)
         ctx.mark_non_differentiable(*(o for k, o in enumerate(outputs)
                                       if k not in fn.differentiable_outputs))
@@ -72,18 +81,18 @@ class _Derived(torch.autograd.Function):
         fn: TcFunction = ctx.fn
         inputs = ctx.saved_tensors
         # Only the gradients autograd asks for: a layer's data input usually needs none.
-        wrt = tuple(k for k in fn.differentiable_inputs if ctx.needs_input_grad[k + 1])
+        wrt = tuple(k for k in fn.differentiable_inputs if ctx.needs_input_grad[k + 2])
         if not wrt:
-            return (None,) * (len(inputs) + 1)
+            return (None,) * (len(inputs) + 2)
         backward = fn.gradient(wrt)  # raises TcGradientError for a non-differentiable text
-        like = [torch.empty(s, dtype=d, device=dev) for s, d, dev in ctx.shapes]
-        results = backward(*inputs, *_grads_in(fn, grads, like))
-        return (None, *_spread(wrt, results, len(inputs)))
+        results = backward(*inputs, *dense_gradients(grads, fn.differentiable_outputs,
+                                                      ctx.metas))
+        return (None, None, *spread(wrt, results, len(inputs)))
 
 
-def run_differentiable(fn: TcFunction, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Call ``fn`` recording it for autograd (inputs already checked)."""
-    return list(_Derived.apply(fn, *inputs))
+def run_differentiable(fn: TcFunction, call: BoundCall) -> list[torch.Tensor]:
+    """Call ``fn`` on checked arguments, recording it for autograd."""
+    return list(_Derived.apply(fn, call, *call.inputs))
 
 
 class _HandWritten(torch.autograd.Function):
@@ -92,30 +101,25 @@ class _HandWritten(torch.autograd.Function):
                 ):  # type: ignore[override]
         with torch.no_grad():
             out = forward(*inputs)
-        outputs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+        single = isinstance(out, torch.Tensor)
+        outputs = (out,) if single else tuple(out)
         ctx.backward = backward
-        ctx.single = isinstance(out, torch.Tensor)
-        ctx.float_outputs = [o.dtype.is_floating_point for o in outputs]
-        ctx.save_for_backward(*inputs, *outputs)
-        ctx.n_inputs = len(inputs)
+        ctx.float_outputs = [k for k, o in enumerate(outputs) if o.dtype.is_floating_point]
+        ctx.metas = [meta(outputs[k]) for k in ctx.float_outputs]
+        ctx.save_for_backward(*inputs)
         ctx.mark_non_differentiable(*(o for o in outputs if not o.dtype.is_floating_point))
-        return outputs[0] if ctx.single else outputs
+        return outputs[0] if single else outputs
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
-        saved = ctx.saved_tensors
-        inputs, outputs = saved[:ctx.n_inputs], saved[ctx.n_inputs:]
-        gouts = [torch.zeros_like(o) if g is None else g.contiguous()
-                 for g, o, f in zip(grads, outputs, ctx.float_outputs, strict=True) if f]
-        result = ctx.backward(*inputs, *gouts)
+        inputs = ctx.saved_tensors
+        result = ctx.backward(*inputs, *dense_gradients(grads, ctx.float_outputs, ctx.metas))
         result = (result,) if isinstance(result, torch.Tensor) else tuple(result)
         float_inputs = [k for k, t in enumerate(inputs) if t.dtype.is_floating_point]
         if len(result) == len(inputs):
             slots = list(result)
         elif len(result) == len(float_inputs):
-            slots = [None] * len(inputs)
-            for k, g in zip(float_inputs, result, strict=True):
-                slots[k] = g
+            slots = spread(float_inputs, result, len(inputs))
         else:
             raise TcArgumentError(
                 f"the backward returned {len(result)} gradient(s); it must return one per "

@@ -33,6 +33,7 @@ import torch
 
 from tc.api import OptionsFactory, TcFunction, define
 from tc.arguments import TORCH_DTYPES
+from tc.autograd import dense_gradients, meta, spread
 from tc.errors import TcArgumentError, TcGradientError
 
 if TYPE_CHECKING:
@@ -337,29 +338,17 @@ def _autograd_formula(sig: _Signature, backward: str | None
         ctx.set_materialize_grads(False)
         outs = (output,) if isinstance(output, torch.Tensor) else output
         # Shapes only (not the outputs) for the zero gradients of unused results.
-        ctx.tc_result_meta = [(outs[k].shape, outs[k].dtype, outs[k].device)
-                              for k in diff_out]
+        ctx.tc_result_meta = [meta(outs[k]) for k in diff_out]
 
     def backward_fn(ctx, *grads):
         if backward is None:
             return (None,) * n_in
         inputs = ctx.saved_tensors
-        gs = []
-        for k, (shape, dtype, device) in zip(diff_out, ctx.tc_result_meta, strict=True):
-            g = grads[k]
-            # torch passes None for a result that took no part in the loss (when it does
-            # not materialise zeros); the backward definition needs a tensor. Gradients
-            # arriving as expanded views (from .sum()) are made contiguous so that one
-            # compiled backward kernel serves every call.
-            gs.append(torch.zeros(shape, dtype=dtype, device=device) if g is None
-                      else g.contiguous())
         op_ns, op_name = backward.split("::")
-        res = getattr(getattr(torch.ops, op_ns), op_name)(*inputs, *gs)
-        res = (res,) if isinstance(res, torch.Tensor) else res
-        out: list[torch.Tensor | None] = [None] * n_in
-        for i, r in zip(diff_in, res, strict=True):
-            out[i] = r if ctx.needs_input_grad[i] else None
-        return tuple(out)
+        res = getattr(getattr(torch.ops, op_ns), op_name)(
+            *inputs, *dense_gradients(grads, diff_out, ctx.tc_result_meta))
+        out = spread(diff_in, res, n_in)
+        return tuple(g if ctx.needs_input_grad[i] else None for i, g in enumerate(out))
 
     return setup_context, backward_fn
 
