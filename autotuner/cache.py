@@ -271,10 +271,10 @@ UNTIMED = 1e300
 def _check_times(times: Sequence[float]) -> tuple[float, ...]:
     """Measured times as floats; () is an untimed entry (a kernel stored as compiled)."""
     try:
-        out = tuple(float(t) for t in times)
+        out: tuple[float, ...] | None = tuple(float(t) for t in times)
     except (TypeError, ValueError):
-        out = (-1.0,)
-    if not all(math.isfinite(t) and t >= 0 for t in out):
+        out = None
+    if out is None or not all(math.isfinite(t) and t >= 0 for t in out):
         raise TcCacheError(f"measured times must be a sequence of finite seconds >= 0 (empty "
                            f"for an untimed entry), got {times!r}")
     return out

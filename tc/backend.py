@@ -149,9 +149,10 @@ class CompiledBackend:
         opts = options(fn, call)
         ex = self.executor(fn, call, opts)
         results = ex.run(call)
-        key = (fn, call.signature(), opts.key())
-        if key in self._unstored:
-            self._store(key, fn, call, opts, ex)
+        if self._unstored:  # only while a kernel compiled here awaits storing
+            key = (fn, call.signature(), opts.key())
+            if key in self._unstored:
+                self._store(key, fn, call, opts, ex)
         return results
 
 

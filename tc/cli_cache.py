@@ -23,7 +23,9 @@ def _open(args: argparse.Namespace) -> CompilationCache:
 
 def _seconds(t: float) -> str:
     """A duration with a readable unit ("untimed" for a kernel stored as compiled)."""
-    if t >= 1e300:  # autotuner.cache.UNTIMED (not imported: the CLI loads it lazily)
+    from autotuner.cache import UNTIMED
+
+    if t >= UNTIMED:  # an entry stored as compiled (its median is UNTIMED, or inf)
         return "untimed"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if t >= scale:
