@@ -67,12 +67,10 @@ class _Stmt:
 
 @dataclass
 class _Version:
-    """One value of a tensor: what stage ``stage`` wrote (-1: an input)."""
+    """One value of a tensor: what stage ``stage`` wrote."""
 
-    name: str
     decl: ir.TensorDecl
     stage: int
-    prev: str | None = None  # the version a reduction without '!' accumulates into
 
 
 @dataclass
@@ -173,9 +171,7 @@ def derive(fn: ir.Function, name: str | None = None,
         gname = s.results[x.name]
         if s.adjoint[x.name].owned is None:  # no path from the outputs: a zero gradient
             lhs = tuple(s.fresh(f"i{j}") for j in range(x.rank))
-            s.body.append(_Stmt(gname, lhs, "=", b.const(0, x.dtype),
-                                tuple((n, Sym.of(0), d) for n, d in zip(lhs, x.shape,
-                                                                       strict=True))))
+            s.body.append(_Stmt(gname, lhs, "=", b.const(0, x.dtype), _whole(lhs, x.shape)))
         results.append(_decl(x.dtype, x.shape, gname))
     lines = [f"def {bname}({', '.join(params)})", f"    -> ({', '.join(results)})", "{"]
     lines += [st.text() for st in _needed_recompute(s)]
@@ -197,8 +193,9 @@ def _live(body: list[_Stmt], wanted: set[str]) -> list[_Stmt]:
 
 
 def _plain(d: Sym) -> bool:
-    return d.is_const or (len(d.terms) == 1 and d.const == 0 and d.terms[0][1] == 1
-                          and d.terms[0][0].kind == "sym")
+    """Whether a parameter may declare dimension ``d`` as it is: a literal or one size
+    symbol (``H - KH + 1`` may not)."""
+    return d.is_const or str(d).isidentifier()
 
 
 def _decl(dtype, shape: tuple[Sym, ...], name: str) -> str:
@@ -208,7 +205,16 @@ def _decl(dtype, shape: tuple[Sym, ...], name: str) -> str:
 
 
 def _full(st: ir.Stage) -> tuple[Range, ...]:
-    return tuple((d.name, d.lo, d.hi) for d in st.domain)
+    return _ranges(st.domain)
+
+
+def _ranges(dims) -> tuple[Range, ...]:
+    return tuple((d.name, d.lo, d.hi) for d in dims)
+
+
+def _whole(names: tuple[str, ...], shape: tuple[Sym, ...]) -> tuple[Range, ...]:
+    """Ranges covering a whole tensor of ``shape`` with the indices ``names``."""
+    return tuple((n, Sym.of(0), d) for n, d in zip(names, shape, strict=True))
 
 
 def _versions(s: _State) -> dict[str, str]:
@@ -232,7 +238,7 @@ def _versions(s: _State) -> dict[str, str]:
                         "statement wrote it; write the whole tensor or use a new temporary")
         accumulates = st.op is not None and not st.init
         stmts = []
-        lhs_ranges = tuple((d.name, d.lo, d.hi) for d in st.lhs_dims)
+        lhs_ranges = _ranges(st.lhs_dims)
         lhs_reads = tuple(b.var(n) for n in st.lhs)
         if accumulates:
             stmts.append(_Stmt(name, st.lhs, "=", b.read(prev, lhs_reads, decl.dtype),
@@ -251,7 +257,7 @@ def _versions(s: _State) -> dict[str, str]:
             s.stored[k] = reduced
         stmts.append(_Stmt(name, st.lhs, op, reduced, _full(st)))
         s.recompute[k] = stmts
-        s.versions[name] = _Version(name, decl, k, prev if accumulates else None)
+        s.versions[name] = _Version(decl, k)
         s.stage_rhs[k] = (name, rhs, prev)
         current[st.tensor] = name
     return current
@@ -277,7 +283,7 @@ def _add(s: _State, version: str, lhs: tuple[str, ...], expr: ir.Expr,
         idx = tuple(s.fresh(f"i{j}") for j in range(len(shape)))
         total = s.fresh(f"{adj.name}_total")
         s.body.append(_Stmt(total, idx, "=", b.read(adj.name, tuple(map(b.var, idx)), dtype),
-                            tuple((n, Sym.of(0), d) for n, d in zip(idx, shape, strict=True))))
+                            _whole(idx, shape)))
         s.adjoint[version] = adj = _Adjoint(total, owned=True)
     s.body.append(_Stmt(adj.name, lhs, "+=", expr, ranges))
 
@@ -285,9 +291,8 @@ def _add(s: _State, version: str, lhs: tuple[str, ...], expr: ir.Expr,
 def _is_copy(expr: ir.Expr, lhs: tuple[str, ...], ranges: tuple[Range, ...],
              shape: tuple[Sym, ...]) -> bool:
     """Whether ``expr`` over ``ranges`` is another adjoint read at ``lhs``, whole."""
-    return (isinstance(expr, ir.Read) and len(ranges) == len(lhs) == len(shape)
-            and expr.indices == tuple(b.var(n) for n in lhs)
-            and all(r == (n, Sym.of(0), d) for r, n, d in zip(ranges, lhs, shape, strict=True)))
+    return (isinstance(expr, ir.Read) and len(lhs) == len(shape)
+            and expr.indices == tuple(b.var(n) for n in lhs) and ranges == _whole(lhs, shape))
 
 
 def _stage_adjoint(s: _State, k: int) -> None:
@@ -304,7 +309,7 @@ def _stage_adjoint(s: _State, k: int) -> None:
     reducing = bool(st.reduction_dims)
     accumulates = st.op is not None and not st.init
     guard = None
-    lhs_ranges = tuple((d.name, d.lo, d.hi) for d in st.lhs_dims)
+    lhs_ranges = _ranges(st.lhs_dims)
     if st.op == "*" and (reducing or accumulates):
         # V = old * prod_r e(r): d old = g * prod_r e(r), d e(r) = g * old * prod_{r' != r}
         # e(r'). The products leaving one factor out are computed as such (never as
@@ -362,7 +367,7 @@ def _products(s: _State, k: int, rhs: ir.Expr, leave_out: bool = True) -> ir.Exp
         lhs = st.lhs
         tensor = s.fresh(f"{name}_prod")
         body = other
-        ranges = tuple((d.name, d.lo, d.hi) for d in st.lhs_dims) + ranges
+        ranges = _ranges(st.lhs_dims) + ranges
     s.extra.setdefault(k, []).append(_Stmt(tensor, lhs, "*=!", body, ranges))
     return b.read(tensor, tuple(map(b.var, lhs)), rhs.type)
 
