@@ -124,6 +124,10 @@ class TcFunction:
         if wrt is None:
             return None
         chosen = tuple(k for k in self.differentiable_inputs if k in set(wrt))
+        if not chosen:
+            raise TcGradientError(
+                f"{self.name}: wrt={list(wrt)} names no floating-point input; give indices "
+                f"among {list(self.differentiable_inputs)}")
         return None if chosen == self.differentiable_inputs else chosen
 
     def _derived(self, wrt: tuple[int, ...] | None) -> Backward:

@@ -234,6 +234,9 @@ def test_gradients_of_some_inputs_only() -> None:
     dW, dbias = fn.gradient(wrt=[1, 2])(x, W, bias, dy)
     full = fn.gradient()(x, W, bias, dy)
     torch.testing.assert_close((dW, dbias), full[1:])
+    with pytest.raises(tc.TcGradientError, match=r"wrt=\[7\] names no floating-point input; "
+                       r"give indices among \[0, 1, 2\]"):
+        fn.gradient(wrt=[7])
     with pytest.raises(tc.TcGradientError, match="none of the inputs"):
         derive(check_text("def f(float(N) X, int32(N) i) -> (Y) { Y(n) = X(n) }")
                .functions["f"], wrt=(1,))
