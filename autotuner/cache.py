@@ -125,7 +125,7 @@ class CacheKey:
     canonical: str  # TcFunction.canonical of the entry point
     entry: str
     signature: str  # dtypes, shapes and strides of the inputs, as text
-    backend: str  # "opencl" | "cuda"
+    backend: str  # a target's name
     device: str
     versions: str
 
@@ -148,38 +148,12 @@ def signature_text(call: BoundCall) -> str:
     return "; ".join(one(t) for t in call.inputs)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def device_text(backend: str, arch: str | None = None, device_index: int | None = None) -> str:
-    """The device part of a key: PoCL's device and the CPU model, or the GPU's name
-    and compute capability with the architecture the code is compiled for."""
-    if backend == "opencl":
-        from codegen.opencl import pocl_device
+    """The device part of a key, from the target (PoCL's device and the CPU model, the
+    CPU model, or the GPU's name and compute capability with the code's architecture)."""
+    from codegen.targets import get_target
 
-        dev = pocl_device()[0].devices[0]
-        return f"{dev.name} ({dev.version}); cpu {_cpu_model()}"
-    from codegen.nvrtc import cuda_device_available, normalize_arch
-
-    code = normalize_arch(arch)
-    if not cuda_device_available():
-        return f"no CUDA device; code {code}"
-    import cupy
-
-    index = cupy.cuda.runtime.getDevice() if device_index is None else device_index
-    props = cupy.cuda.runtime.getDeviceProperties(index)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    return f"{name} (cc {props['major']}.{props['minor']}); code {code}"
+    return get_target(backend).device_text(arch, device_index)
 
 
 def _source_fingerprint() -> str:
@@ -206,26 +180,17 @@ _VERSIONS: dict[str, str] = {}  # per back end, computed once per process
 
 def versions_text(backend: str) -> str:
     """The versions part of a key: tc (and its compiler sources), islpy, the artefact
-    format, and NVRTC or pyopencl and PoCL."""
+    format, and the target's tools (NVRTC; pyopencl and PoCL; the C compiler and its
+    flags)."""
     if backend not in _VERSIONS:
         import islpy
 
         import tc
         from codegen.artifact import FORMAT_VERSION
+        from codegen.targets import get_target
 
         parts = [f"tc {tc.__version__}+{_source_fingerprint()}", f"islpy {islpy.__version__}",
-                 f"artefact {FORMAT_VERSION}"]
-        if backend == "opencl":
-            import pyopencl
-
-            from codegen.opencl import pocl_device
-
-            platform = pocl_device()[0].devices[0].platform
-            parts += [f"pyopencl {pyopencl.VERSION_TEXT}", platform.version.strip()]
-        else:
-            from cupy.cuda import nvrtc
-
-            parts.append("NVRTC " + ".".join(map(str, nvrtc.getVersion())))
+                 f"artefact {FORMAT_VERSION}", get_target(backend).versions_text()]
         _VERSIONS[backend] = "; ".join(parts)
     return _VERSIONS[backend]
 
@@ -233,10 +198,12 @@ def versions_text(backend: str) -> str:
 def cache_key(fn_canonical: str, entry: str, call: BoundCall, backend: str,
               arch: str | None = None) -> CacheKey:
     """The key of entry point ``entry`` (canonical text ``fn_canonical``) for the inputs
-    of ``call`` on ``backend`` ("opencl" or "cuda"; ``arch``: the CUDA architecture)."""
-    if backend not in ("opencl", "cuda"):
-        raise TcCacheError(f"the cache holds compiled kernels of 'opencl' or 'cuda', not "
-                           f"{backend!r}")
+    of ``call`` on target ``backend`` (``arch``: the CUDA architecture)."""
+    from codegen.targets import target_names
+
+    if backend not in target_names():
+        raise TcCacheError(f"the cache holds compiled kernels of the targets "
+                           f"{', '.join(target_names())}, not {backend!r}")
     index = call.device.index if call.device.type == "cuda" else None
     return CacheKey.create(fn_canonical, entry, signature_text(call), backend,
                            device_text(backend, arch, index), versions_text(backend))

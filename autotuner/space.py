@@ -42,20 +42,31 @@ __all__ = [
 #: A point of the space: one value per parameter of :attr:`SearchSpace.parameters`.
 Genome = tuple
 
-#: The boolean mapping options, as (MappingOptions property, setter).
-BOOL_FIELDS: tuple[tuple[str, str], ...] = (
+#: The boolean mapping options every strategy uses, as (MappingOptions property, setter).
+GENERIC_BOOL_FIELDS: tuple[tuple[str, str], ...] = (
     ("outer_allow_skewing", "outerScheduleAllowSkewing"),
     ("outer_positive_orthant", "outerSchedulePositiveOrthant"),
     ("intra_allow_skewing", "intraTileScheduleAllowSkewing"),
     ("intra_positive_orthant", "intraTileSchedulePositiveOrthant"),
     ("fix_parameters", "fixParametersBeforeScheduling"),
     ("tile_imperfectly_nested", "tileImperfectlyNested"),
-    ("match_library_calls", "matchLibraryCalls"),
-    ("use_shared_memory", "useSharedMemory"),
     ("use_private_memory", "usePrivateMemory"),
-    ("unroll_copy_shared", "unrollCopyShared"),
-    ("use_readonly_cache", "useReadOnlyCache"),
 )
+#: The boolean options of each mapping strategy (a target's ``strategy``).
+STRATEGY_BOOL_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "gpu": (
+        ("match_library_calls", "matchLibraryCalls"),
+        ("use_shared_memory", "useSharedMemory"),
+        ("unroll_copy_shared", "unrollCopyShared"),
+        ("use_readonly_cache", "useReadOnlyCache"),
+    ),
+    "cpu": (
+        ("cpu_parallel", "cpuParallel"),
+        ("cpu_vectorize", "cpuVectorize"),
+    ),
+}
+#: Every boolean option the GPU strategy searches (the original TC's).
+BOOL_FIELDS = GENERIC_BOOL_FIELDS + STRATEGY_BOOL_FIELDS["gpu"]
 
 UNROLL_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128)
 _AXES = 3  # x, y, z
@@ -130,12 +141,22 @@ class SearchSpace:
     tile_depth: int  # how many tile sizes matter (the deepest statement's loop count)
     limits: LaunchLimits
     min_threads: int  # launched threads (grid x block) a candidate needs at least
+    strategy: str = "gpu"  # the target's mapping strategy: which options exist
+    cpu_threads: int = 0  # the CPU strategy's thread count, fixed while tuning
+
+    @property
+    def bool_fields(self) -> tuple[tuple[str, str], ...]:
+        return GENERIC_BOOL_FIELDS + STRATEGY_BOOL_FIELDS[self.strategy]
 
     @classmethod
     def build(cls, fn: ir.Function, sizes: Mapping[str, int], *, min_threads: int = 64,
               limits: LaunchLimits = CUDA_LIMITS,
-              shared_limit: int = DEFAULT_SHARED_LIMIT) -> SearchSpace:
-        """The space of ``fn`` at ``sizes``: sizes drawn from the tensor extents."""
+              shared_limit: int = DEFAULT_SHARED_LIMIT, strategy: str = "gpu",
+              cpu_threads: int = 0) -> SearchSpace:
+        """The space of ``fn`` at ``sizes``: sizes drawn from the tensor extents. The
+        ``strategy`` ("gpu" or "cpu", the target's) decides which options are genes:
+        the GPU's threads, blocks and shared memory, or the CPU's parallel and vector
+        switches (its thread count stays ``cpu_threads``: timings compare at one)."""
         extents = {int(s.evaluate(sizes)) for t in fn.tensors for s in t.shape}
         extents |= {int(v) for v in sizes.values()}
         for st in fn.stages:
@@ -148,21 +169,27 @@ class SearchSpace:
         blocks = [size_values(extents, limits.max_grid[a]) for a in range(_AXES)]
         shared = (None,) + tuple(v for v in _powers_of_two(shared_limit)
                                  if 1024 <= v <= shared_limit)
+        gpu = strategy == "gpu"
         params = [Parameter("tile_count", tuple(range(1, depth + 1)))]
         params += [Parameter(f"tile_{i}", tiles) for i in range(depth)]
-        params.append(Parameter("threads_count", (1, 2, 3)))
-        params += [Parameter(f"threads_{a}", threads[a]) for a in range(_AXES)]
-        params.append(Parameter("blocks_count", (1, 2, 3)))
-        params += [Parameter(f"blocks_{a}", blocks[a]) for a in range(_AXES)]
+        if gpu:
+            params.append(Parameter("threads_count", (1, 2, 3)))
+            params += [Parameter(f"threads_{a}", threads[a]) for a in range(_AXES)]
+            params.append(Parameter("blocks_count", (1, 2, 3)))
+            params += [Parameter(f"blocks_{a}", blocks[a]) for a in range(_AXES)]
         params.append(Parameter("unroll", UNROLL_FACTORS))
         params.append(Parameter("outer_fusion", FUSION_STRATEGIES))
         params.append(Parameter("intra_fusion", FUSION_STRATEGIES))
-        params += [Parameter(name, (False, True)) for name, _ in BOOL_FIELDS]
-        params.append(Parameter("max_shared_memory", shared))
+        params += [Parameter(name, (False, True))
+                   for name, _ in GENERIC_BOOL_FIELDS + STRATEGY_BOOL_FIELDS[strategy]]
+        if gpu:
+            params.append(Parameter("max_shared_memory", shared))
         # Promotion depths count schedule members: tile loops and point loops.
         params.append(Parameter("private_depth", tuple(range(0, 2 * depth + 1))))
-        params.append(Parameter("shared_depth", tuple(range(0, 2 * depth + 1))))
-        return cls(tuple(params), depth, limits, required_threads(fn, sizes, min_threads))
+        if gpu:
+            params.append(Parameter("shared_depth", tuple(range(0, 2 * depth + 1))))
+        need = required_threads(fn, sizes, min_threads) if gpu else 1
+        return cls(tuple(params), depth, limits, need, strategy, cpu_threads)
 
     # ------------------------------------------------------------------ genomes
 
@@ -201,7 +228,7 @@ class SearchSpace:
         values["unroll"] = options.unroll_factor
         values["outer_fusion"] = options.outer_fusion
         values["intra_fusion"] = options.intra_fusion
-        for name, _ in BOOL_FIELDS:
+        for name, _ in self.bool_fields:
             values[name] = getattr(options, name)
         values["max_shared_memory"] = options.max_shared_memory
         values["private_depth"] = options.private_depth
@@ -213,16 +240,19 @@ class SearchSpace:
         v = dict(zip(self.names, genome, strict=True))
         o = MappingOptions("naive")
         o.tile([v[f"tile_{i}"] for i in range(v["tile_count"])])
-        o.mapToThreads([v[f"threads_{a}"] for a in range(v["threads_count"])])
-        o.mapToBlocks([v[f"blocks_{a}"] for a in range(v["blocks_count"])])
+        if self.strategy == "gpu":
+            o.mapToThreads([v[f"threads_{a}"] for a in range(v["threads_count"])])
+            o.mapToBlocks([v[f"blocks_{a}"] for a in range(v["blocks_count"])])
+            o.maxSharedMemory(v["max_shared_memory"])
+            o.sharedDepth(v["shared_depth"])
+        else:
+            o.cpuThreads(self.cpu_threads)
         o.unroll(v["unroll"])
         o.outerScheduleFusionStrategy(v["outer_fusion"])
         o.intraTileScheduleFusionStrategy(v["intra_fusion"])
-        for name, setter in BOOL_FIELDS:
+        for name, setter in self.bool_fields:
             getattr(o, setter)(v[name])
-        o.maxSharedMemory(v["max_shared_memory"])
         o.privateDepth(v["private_depth"])
-        o.sharedDepth(v["shared_depth"])
         return o
 
     def dims(self, genome: Genome, kind: str) -> tuple[int, ...]:
@@ -234,6 +264,12 @@ class SearchSpace:
 
     def rejection(self, genome: Genome) -> str | None:
         """Why ``genome`` is rejected before compiling, or None when it may be valid."""
+        if self.strategy != "gpu":
+            try:
+                self.options(genome)
+            except Exception as e:  # noqa: BLE001 - any option error rejects the point
+                return f"invalid options: {e}"
+            return None
         threads, blocks = self.dims(genome, "threads"), self.dims(genome, "blocks")
         lim = self.limits
         if math.prod(threads) > lim.max_threads_per_block:

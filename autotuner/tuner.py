@@ -35,9 +35,8 @@ from tqdm.auto import tqdm
 from autotuner.evaluate import CompileSpec, Evaluator, Outcome, RunSpec, save_tensors
 from autotuner.genetic import Generation, GeneticSearch, Scored
 from autotuner.space import SearchSpace, stage_points
-from codegen.launch import CUDA_LIMITS
 from polyhedral.promotion import DEFAULT_SHARED_LIMIT
-from tc.errors import TcArgumentError, TcBackendError, TcOptionsError
+from tc.errors import TcArgumentError, TcBackendError, TcError, TcOptionsError
 from tc.options import MappingOptions
 
 __all__ = ["REFERENCE_POINTS", "TunerConfig", "TunerSettings", "TuningResult", "autotune",
@@ -266,6 +265,25 @@ def _reference_outputs(fn, call, backend: str, start: MappingOptions) -> list:
     return CompiledBackend(backend).executor(fn, call, start).run(call)
 
 
+def _target(backend: str | None, call):
+    """The target to tune on: ``backend``'s, or the default of the tensors' device;
+    ``TcArgumentError`` for an unknown name, ``TcBackendError`` for tensors the target
+    cannot run on."""
+    from codegen.targets import default_target, get_target, target_names
+
+    if backend is None:
+        return default_target(call.device.type)
+    try:
+        target = get_target(backend)
+    except TcError:
+        raise TcArgumentError(f"autotune needs a compiled backend ({', '.join(target_names())}), "
+                              f"not {backend!r}") from None
+    if call.device.type != target.device_type:
+        raise TcBackendError(f"backend {target.name!r} tunes on {target.device_type.upper()} "
+                             f"tensors, got tensors on {call.device}")
+    return target
+
+
 def _run_devices(call, settings: TunerSettings) -> tuple[str, ...]:
     if call.device.type != "cuda":
         return ("cpu",)
@@ -326,16 +344,8 @@ def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None
     unit = TC(lang, None, get_backend("reference"))
     function = unit[entry_point]
     fn, call = function.ir, function.bind(*inputs)
-    if backend is None:
-        backend = "cuda" if call.device.type == "cuda" else "opencl"
-    if backend not in ("opencl", "cuda"):
-        raise TcArgumentError(f"autotune needs backend 'opencl' or 'cuda', not {backend!r}")
-    if backend == "opencl" and call.device.type != "cpu":
-        raise TcArgumentError("backend 'opencl' tunes on CPU tensors (PoCL); pass CPU "
-                              "tensors or backend='cuda'")
-    if backend == "cuda" and call.device.type != "cuda":
-        raise TcBackendError("backend 'cuda' tunes on the GPU the tensors live on: pass CUDA "
-                             "tensors (without a GPU, tune on the CPU with backend='opencl')")
+    target = _target(backend, call)
+    backend = target.name
     starting = _starting(starting_options)
     cache = _open_cache(cache_filename, load_from_cache, store_to_cache, cache)
     key = None
@@ -349,13 +359,18 @@ def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None
             return TuningResult(entries[0].options.copy(), entries[0].median, from_cache=True)
         starting += [e.options for e in entries if e.options not in starting]
 
+    # The target's limits bound the space: the tuner never draws what it cannot run.
+    limits = target.limits()
+    shared_limit = min(DEFAULT_SHARED_LIMIT, target.shared_memory_bytes())
     space = SearchSpace.build(fn, call.sizes, min_threads=settings.tuner_min_launch_total_threads,
-                              limits=CUDA_LIMITS, shared_limit=DEFAULT_SHARED_LIMIT)
+                              limits=limits, shared_limit=shared_limit,
+                              strategy=target.strategy,
+                              cpu_threads=starting[0].cpu_threads or (os.cpu_count() or 1))
     rtol, atol = _tolerances(fn, settings)
     reference = _reference_outputs(fn, call, backend, starting[0])
     compile_spec = CompileSpec(lang, entry_point, dict(call.sizes),
                                tuple(tuple(t.stride()) for t in call.inputs), call.signature(),
-                               backend, None, space.min_threads, DEFAULT_SHARED_LIMIT)
+                               backend, None, space.min_threads, shared_limit, limits)
     run_spec = RunSpec(lang, entry_point, backend, None, "cpu", save_tensors(call.inputs),
                        save_tensors(reference), rtol, atol, settings.warmup_runs,
                        settings.timing_runs)

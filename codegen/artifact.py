@@ -57,7 +57,7 @@ __all__ = [
 
 MAGIC = b"TCARTF\x00\x01"
 #: Bumped whenever the pickled classes change shape (fields added, renamed, removed).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER = struct.Struct("<H32s")
 
 # Modules whose classes an artefact may contain; anything else is refused on load.

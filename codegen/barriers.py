@@ -16,6 +16,7 @@ around the barrier keeps the meaning).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Set as AbstractSet
 
 from codegen import kernel as k
@@ -78,7 +79,7 @@ def _place(s: k.Stmt, pending: frozenset[str], deps: Pairs) -> tuple[k.Stmt, fro
             # A later iteration follows what the body ran since its last barrier: grow
             # the entry set until it covers that (a fixpoint: names are finite).
             entry = entry | end
-        loop = k.For(s.var, s.init, s.cond, body, s.step, s.mapping, s.unroll)
+        loop = dataclasses.replace(s, body=body)
         return loop, pending | end  # the loop may run no iteration
     if isinstance(s, k.If):
         then, end = _place(s.then, pending, deps)
@@ -106,7 +107,7 @@ def _guard(cond: ir.Expr, s: k.Stmt) -> k.Stmt:
     if isinstance(s, k.For):
         # if (c) for (...) body == for (...) if (c) body: the bounds only read loop
         # counters and sizes, and the barrier now runs in every iteration, uniformly.
-        return k.For(s.var, s.init, s.cond, _guard(cond, s.body), s.step, s.mapping, s.unroll)
+        return dataclasses.replace(s, body=_guard(cond, s.body))
     if isinstance(s, k.If):
         inner = _hoist(s)
         return _guard(cond, inner) if not isinstance(inner, k.If) else k.If(cond, inner)
@@ -118,7 +119,7 @@ def _hoist(s: k.Stmt) -> k.Stmt:
     if isinstance(s, k.Block):
         return k.seq(*(_hoist(c) for c in s.body))
     if isinstance(s, k.For):
-        return k.For(s.var, s.init, s.cond, _hoist(s.body), s.step, s.mapping, s.unroll)
+        return dataclasses.replace(s, body=_hoist(s.body))
     if isinstance(s, k.Scope):
         return k.Scope(_hoist(s.body))
     if isinstance(s, k.If) and _has_barrier(s):
@@ -140,7 +141,7 @@ def _dedupe(s: k.Stmt) -> k.Stmt:
             out.append(c)
         return k.seq(*out)
     if isinstance(s, k.For):
-        return k.For(s.var, s.init, s.cond, _dedupe(s.body), s.step, s.mapping, s.unroll)
+        return dataclasses.replace(s, body=_dedupe(s.body))
     if isinstance(s, k.If):
         other = _dedupe(s.otherwise) if s.otherwise is not None else None
         return k.If(s.cond, _dedupe(s.then), other)

@@ -1,10 +1,13 @@
 """The compiler pipeline: IR function + mapping options + concrete sizes -> kernels.
 
-    scop -> dependences -> schedule (isl) -> tiling -> mapping -> isl AST
-         -> kernel ASTs + host program -> CUDA C and OpenCL C
+    scop -> dependences -> schedule (isl) -> tiling -> mapping (the target's
+         strategy: GPU blocks/threads or CPU parallel/vector loops) -> isl AST
+         -> kernel ASTs + host program
 
 Every stage is a pure function of the previous one; :class:`CompiledProgram` keeps
-the text of each (for ``python -m tc explain --stage ...``) and its duration.
+the text of each (for ``python -m tc explain --stage ...``) and its duration. Kernels
+are printed for a target only when asked (:meth:`CompiledKernel.source`): a program
+mapped for GPUs prints as CUDA or OpenCL, one mapped for CPUs as C.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from codegen import kernel as k
 from codegen import stats
 from codegen.lower import ERROR_BUFFER, buffer_name, lower_kernel, mark_depths
 from codegen.printer import print_kernel
+from polyhedral.cpu_mapping import map_to_cpu
 from polyhedral.dependences import compute_dependences
 from polyhedral.intra_tile import reschedule_tiles
 from polyhedral.mapping import MappedSchedule, map_to_gpu
@@ -36,11 +40,22 @@ from tc.options import MappingOptions
 
 @dataclass(frozen=True)
 class CompiledKernel:
-    """One kernel: its AST, its CUDA and OpenCL text, and its launch configuration."""
+    """One kernel: its AST and its launch configuration; printed on demand."""
 
     kernel: k.Kernel
-    cuda_source: str
-    opencl_source: str
+
+    def source(self, target: str = "kernel") -> str:
+        """The kernel as ``target``'s source text (a registered target's name, or
+        ``"kernel"`` for the readable pseudo-C of the kernel AST)."""
+        return print_kernel(self.kernel, target)
+
+    @property
+    def cuda_source(self) -> str:
+        return self.source("cuda")
+
+    @property
+    def opencl_source(self) -> str:
+        return self.source("opencl")
 
     @property
     def name(self) -> str:
@@ -75,6 +90,8 @@ class CompiledProgram:
     # ... and the program's parts, when some stages are compiled by a template (``mapped``
     # is then None: each pipeline segment has its own).
     segments: tuple[Segment, ...] = ()
+    # The mapping strategy (a target's ``strategy``): "gpu" or "cpu".
+    strategy: str = "gpu"
 
 
 def _const(v: int) -> ir.Expr:
@@ -124,10 +141,15 @@ def _size_context(scop: Scop, sizes: Mapping[str, int]) -> isl.Set:
 
 
 def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
-                    input_strides: Sequence[Sequence[int]]) -> CompiledProgram:
-    """Compile ``fn`` for concrete sizes and input strides under ``options``."""
+                    input_strides: Sequence[Sequence[int]], strategy: str = "gpu"
+                    ) -> CompiledProgram:
+    """Compile ``fn`` for concrete sizes and input strides under ``options``, mapped
+    with ``strategy`` ("gpu": blocks and threads; "cpu": parallel and vector loops;
+    a target's ``strategy``)."""
     stats.count("compile_program")
-    if options.match_library_calls:
+    if strategy not in ("gpu", "cpu"):
+        raise ValueError(f"unknown mapping strategy {strategy!r}")
+    if options.match_library_calls and strategy == "gpu":
         segmented = _compile_segmented(fn, options, sizes, input_strides)
         if segmented is not None:
             return segmented
@@ -151,9 +173,12 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     stages["schedule"] = schedule_str(tiled)
     lap("schedule")
     context = _size_context(scop, sizes)
-    mapped = map_to_gpu(scop, deps, tiled, options, context)
+    if strategy == "cpu":
+        mapped = map_to_cpu(scop, deps, tiled, options)
+    else:
+        mapped = map_to_gpu(scop, deps, tiled, options, context)
     plans: dict = {}
-    if options.use_shared_memory:
+    if options.use_shared_memory and strategy == "gpu":
         limit = options.max_shared_memory
         marked, plans = promote_shared(mapped, sizes, context,
                                        DEFAULT_SHARED_LIMIT if limit is None else limit,
@@ -185,12 +210,10 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
                             annotations)
         kernels.append(kern)
     lap("lower")
-    compiled = tuple(CompiledKernel(kern, print_kernel(kern, "cuda"),
-                                    print_kernel(kern, "opencl")) for kern in kernels)
-    lap("print")
+    compiled = tuple(CompiledKernel(kern) for kern in kernels)
     stages["host"] = host_mod.host_str(program)
     return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
-                           tuple(checks), stages, timings, mapped)
+                           tuple(checks), stages, timings, mapped, strategy=strategy)
 
 
 # -- matchLibraryCalls: segments ----------------------------------------------------------
@@ -269,10 +292,7 @@ def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[
             segments.append(Segment("pipeline", range(start, end), range(first, len(kernels)),
                                     sub.mapped))
         start = end
-    clock = time.perf_counter()
-    compiled = tuple(CompiledKernel(kern, print_kernel(kern, "cuda"),
-                                    print_kernel(kern, "opencl")) for kern in kernels)
-    timings["print"] = timings.get("print", 0.0) + time.perf_counter() - clock
+    compiled = tuple(CompiledKernel(kern) for kern in kernels)
     program = host_mod.HostBlock(tuple(hosts))
     stages = {key: "\n".join(parts) for key, parts in texts.items()}
     stages["host"] = host_mod.host_str(program)

@@ -1,90 +1,63 @@
-"""Running a compiled program: the launch path shared by the OpenCL and CUDA back ends.
+"""Running a compiled program: the launch path shared by every target.
 
 Allocating outputs and temporaries, packing arguments, evaluating the host program
-and reading the error flag are the same code for both; only "launch one kernel"
-differs (PoCL through pyopencl, or cupy on a CUDA device).
+and reading the error flag are the same code for all of them; building the kernels
+and launching one are the target's (:mod:`codegen.targets`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 
 from codegen import host as host_mod
-from codegen.compiler import CompiledKernel, CompiledProgram
+from codegen.compiler import CompiledProgram
 from codegen.launch import KernelArg
+from codegen.targets import KernelInfo, Target, get_target, target_names
 from tc.arguments import TORCH_DTYPES, BoundCall
 from tc.errors import TcArgumentError, TcBackendError, TcRangeError
 from tc.ir.types import ScalarType
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("opencl", "cuda")
+__all__ = ["BACKENDS", "Executor", "KernelInfo", "build_executor"]
 
-
-@dataclass(frozen=True)
-class KernelInfo:
-    """What ``executor.kernels`` shows of one kernel."""
-
-    name: str
-    source: str
-    grid: tuple[int, int, int]
-    block: tuple[int, int, int]
-    ptx: str | None = None
-    resources: dict = field(default_factory=dict)
+#: The compiled back ends (the registered targets).
+BACKENDS = target_names()
 
 
 class Executor:
-    """A definition compiled for one input signature on one back end.
+    """A definition compiled for one input signature on one target.
 
     Call it with tensors of that signature: ``executor(*inputs, outputs=None)``.
     """
 
-    def __init__(self, program: CompiledProgram, backend: str, signature: tuple,
+    def __init__(self, program: CompiledProgram, backend: str | Target, signature: tuple,
                  arch: str | None = None,
                  binaries: Sequence[bytes | None] | None = None) -> None:
-        """Compile ``program``'s kernels for ``backend`` (NVRTC or PoCL); with
-        ``binaries`` (see :meth:`binaries`), a kernel whose binary is given is loaded
-        from it instead of being compiled."""
-        if backend not in BACKENDS:
-            raise TcBackendError(f"unknown compiled backend {backend!r}")
+        """Build ``program``'s kernels for target ``backend`` (a name or a target);
+        with ``binaries`` (see :meth:`binaries`), a kernel whose binary is given is
+        loaded from it instead of being compiled."""
+        target = get_target(backend)
+        if program.strategy != target.strategy:
+            raise TcBackendError(f"the program was mapped for {program.strategy.upper()}s; the "
+                                 f"{target.name} target runs {target.strategy.upper()} mappings")
         if binaries is not None and len(binaries) != len(program.kernels):
             raise TcBackendError(f"{len(binaries)} binaries for {len(program.kernels)} kernels")
         self.program = program
-        self.backend = backend
+        self.target = target
+        self.backend = target.name
         self.signature = signature
-        self._compiled: list[object] = []
-        infos = []
-        for i, ck in enumerate(program.kernels):
-            binary = None if binaries is None else binaries[i]
-            if backend == "cuda":
-                from codegen.nvrtc import compile_cuda, load_compiled, normalize_arch
-
-                if binary is None:
-                    cc = compile_cuda(ck.cuda_source, ck.name, arch)
-                else:
-                    cc = load_compiled(binary)
-                    if cc.name != ck.name or cc.arch != normalize_arch(arch):
-                        raise TcBackendError(
-                            f"the stored CUDA kernel is {cc.name!r} for {cc.arch}, not "
-                            f"{ck.name!r} for {normalize_arch(arch)}")
-                self._compiled.append(cc)
-                infos.append(KernelInfo(ck.name, ck.cuda_source, ck.grid, ck.block, cc.ptx,
-                                        dict(cc.resources)))
-            else:
-                from codegen.opencl import build_program, program_from_binary
-
-                self._compiled.append(build_program(ck.opencl_source) if binary is None
-                                      else program_from_binary(binary))
-                infos.append(KernelInfo(ck.name, ck.opencl_source, ck.grid, ck.block))
-        self.kernels: list[KernelInfo] = infos
+        kernels = [ck.kernel for ck in program.kernels]
+        self._compiled = target.build(kernels, binaries, arch)
+        self.kernels: list[KernelInfo] = [target.info(kern, h)
+                                          for kern, h in zip(kernels, self._compiled, strict=True)]
         self._bounds_checked = False  # the sizes are the signature's: check them once
 
     @classmethod
-    def from_artifact(cls, blob: bytes, backend: str, signature: tuple,
+    def from_artifact(cls, blob: bytes, backend: str | Target, signature: tuple,
                       arch: str | None = None, fn=None) -> Executor:
         """An executor from a stored artefact (:func:`codegen.artifact.dump_program`),
         with no scheduling and no compiling.
@@ -92,8 +65,8 @@ class Executor:
         ``signature`` is the call's (``BoundCall.signature()``); with ``fn`` (an IR
         function), the stored program must compute exactly it. Raises
         :class:`codegen.artifact.ArtifactError` (a ``TcBackendError``) when the
-        artefact is unreadable or does not match, and ``TcBackendError`` when the back
-        end rejects a stored binary: callers then compile instead.
+        artefact is unreadable or does not match, and ``TcBackendError`` when the
+        target rejects a stored binary: callers then compile instead.
         """
         from codegen.artifact import load_program, verify_program
 
@@ -104,15 +77,8 @@ class Executor:
         return cls(program, backend, signature, arch, binaries)
 
     def binaries(self) -> list[bytes | None]:
-        """Per kernel, what :meth:`from_artifact` reloads it from: the OpenCL program
-        binary, or the CUDA PTX and cubin with their ptxas report."""
-        if self.backend == "cuda":
-            from codegen.nvrtc import dump_compiled
-
-            return [dump_compiled(cc) for cc in self._compiled]
-        from codegen.opencl import program_binary
-
-        return [program_binary(p) for p in self._compiled]
+        """Per kernel, what :meth:`from_artifact` reloads it from (the target's)."""
+        return self.target.binaries(self._compiled)
 
     def artifact(self) -> bytes:
         """This executor's program and binaries as an artefact for the compilation cache."""
@@ -176,14 +142,19 @@ class Executor:
                                source=self.fn.source or None)
         return made[: len(self.fn.outputs)]
 
-    def _launch(self, index: int, ck: CompiledKernel, args: list[KernelArg]) -> None:
-        compiled = self._compiled[index]
+    def _launch(self, index: int, ck, args: list[KernelArg]) -> None:
         log.debug("launch %s grid=%s block=%s", ck.name, ck.grid, ck.block)
-        if self.backend == "cuda":
-            from codegen.nvrtc import launch_cuda
+        self.target.launch(self._compiled[index], ck.kernel, args)
 
-            launch_cuda(compiled, ck.grid, ck.block, args)
-        else:
-            from codegen.opencl import launch
 
-            launch(compiled, ck.name, ck.grid, ck.block, args)
+def build_executor(fn, call: BoundCall, options, target: str | Target,
+                   arch: str | None = None) -> Executor:
+    """Compile ``fn`` for the signature of ``call`` under ``options`` with ``target``'s
+    mapping strategy, and build it for ``target``: the one place where a program is
+    compiled and turned into an executor."""
+    from codegen.compiler import compile_program
+
+    target = get_target(target)
+    program = compile_program(fn, options, call.sizes, [t.stride() for t in call.inputs],
+                              target.strategy)
+    return Executor(program, target, call.signature(), arch)

@@ -67,8 +67,12 @@ class For(Stmt):
     ``mapping`` "block.x" / "thread.y" / ... distributes the iterations over the
     hardware ids with wrap-around: id ``h`` starts at ``init + h*step`` and adds
     ``count*step``, so every iteration runs exactly once whatever the grid or block
-    size. None is a sequential loop (isl's own loops, mapped through filters on the
-    hardware ids, are sequential loops whose bounds mention the ids).
+    size. ``"omp"`` (the CPU mapping) distributes the iterations over the threads of
+    an OpenMP team. None is a sequential loop (isl's own loops, mapped through
+    filters on the hardware ids, are sequential loops whose bounds mention the ids).
+
+    ``vector`` (the CPU mapping): the iterations carry no dependence, so the loop may
+    run in SIMD lanes (``#pragma omp simd``).
     """
 
     var: str
@@ -78,6 +82,7 @@ class For(Stmt):
     step: int = 1
     mapping: str | None = None
     unroll: bool = False
+    vector: bool = False
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,8 @@ class _KernelLowering:
         self.checks = checks
         self.grid = dict(zip(k.AXES, grid, strict=True))
         self.block = dict(zip(k.AXES, block, strict=True))
+        # CPU marks waiting for their loop: loop name -> {"parallel", "vector"}
+        self.cpu_marks: dict[str, set[str]] = {}
 
     def expr(self, e: isl.AstExpr) -> ir.Expr:
         return expr(e, self.params)
@@ -249,9 +251,12 @@ class _KernelLowering:
             kind, axis = mapping.split(".")
             ctx = _Ctx(ctx.blocks | {axis}, ctx.threads) if kind == "block" else _Ctx(
                 ctx.blocks, ctx.threads | {axis})
+        cpu = self.cpu_marks.pop(var, set())
+        if "parallel" in cpu:
+            mapping = "omp"
         body = self.node(n.for_get_body(), ctx)
         return k.For(var, self.expr(n.for_get_init()), self.expr(n.for_get_cond()), body, inc.value,
-                     mapping)
+                     mapping, vector="vector" in cpu)
 
     def mark(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
         name = n.mark_get_id().get_name()
@@ -260,6 +265,15 @@ class _KernelLowering:
             return self.promotion(n, ctx)
         hw_name, _, depth = name.partition("@")
         kind, _, axis = hw_name.partition(".")
+        if kind == "cpu" and depth.isdigit():
+            # polyhedral.cpu_mapping: the loop of depth ``depth`` below is parallel or
+            # vector; a degenerate band has no loop, and the mark then marks nothing.
+            var = loop_name(f"c{depth}")
+            self.cpu_marks.setdefault(var, set()).add(axis)
+            try:
+                return self.node(inner, ctx)
+            finally:
+                self.cpu_marks.pop(var, None)
         if kind not in ("block", "thread") or axis not in k.AXES or not depth.isdigit():
             return self.node(inner, ctx)
         mapped = ctx.blocks if kind == "block" else ctx.threads
@@ -352,7 +366,7 @@ def mark_depths(schedule: isl.Schedule) -> isl.Schedule:
         if node.get_type() == isl.schedule_node_type.mark:
             name = node.mark_get_id().get_name()
             kind, _, axis = name.partition(".")
-            if kind in ("block", "thread") and axis in k.AXES:
+            if kind in ("block", "thread") and axis in k.AXES or kind == "cpu":
                 depth = node.get_schedule_depth()
                 node = node.delete().insert_mark(
                     isl.Id(f"{name}@{depth}", context=node.get_ctx()))
@@ -433,7 +447,8 @@ def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, 
         if callable(deps):
             deps = deps(placements(body, block), tuple(n for n in block if n > 1))
         body = place_barriers(body, deps)
-    meta = {"readonly_cache": bool(options is not None and options.use_readonly_cache)}
+    meta = {"readonly_cache": bool(options is not None and options.use_readonly_cache),
+            "omp_threads": options.cpu_threads if options is not None else 0}
     local = tuple(shared_buffer(p) for plan in lowering.used for p in plan.tensors)
     return k.Kernel(name, buffers + local, tuple(size_name(s) for s in fn.size_names), body,
                     grid, block, meta)

@@ -1,107 +1,45 @@
-"""CUDA C and OpenCL C from one kernel AST; the two differ only in a :class:`Dialect`.
+"""C-family text from the kernel AST: one printer class per target, one method per
+difference.
 
-Half-precision types (float16, bfloat16) are stored as 16-bit integers and computed
-in float, rounded back after every operation (so results match the interpreter,
-which computes in the declared type); bool is stored as one byte. Integer ``/`` and
-``%`` round toward negative infinity and give 0 for a zero divisor, as in the IR.
+:class:`CFamilyPrinter` prints everything the targets share (expressions, loops,
+stores, the integer and half-precision helpers); the target printers
+(``codegen.targets.cuda.CudaPrinter``, ``codegen.targets.opencl.OpenCLPrinter``,
+``codegen.targets.c.CPrinter``) override the few methods where CUDA C, OpenCL C and
+C11 + OpenMP differ: hardware ids, address spaces, barriers, math names, 64-bit
+literal suffixes, bit casts, the preamble. :class:`KernelPrinter` prints the kernel
+AST as readable pseudo-C (``--stage kernel``).
+
+Traps the base keeps for every target:
+
+* Half-precision types (float16, bfloat16) are stored as 16-bit integers and
+  computed in float, rounded back after every operation, so results match the
+  interpreter (which computes in the declared type); bool is stored as one byte.
+* Integer ``/`` and ``%`` round toward negative infinity and give 0 for a zero
+  divisor, as in the IR; ``MIN / -1`` wraps instead of trapping.
+* Integer arithmetic below 32 bits is cast back after each operation (C promotes
+  to int); float-to-int casts of NaN and infinities give 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
 
 from codegen import kernel as k
 from tc.ir import nodes as ir
 from tc.ir.types import ScalarType as T
 
-
-@dataclass(frozen=True)
-class Dialect:
-    name: str
-    kernel_decl: str
-    global_ptr: str
-    const_ptr: str
-    restrict: str
-    shared: str
-    barrier: str
-    hw: dict[tuple[str, str], str]
-    types: dict[T, str]
-    helper: str  # storage class of helper functions
-    float_suffix_fns: bool  # CUDA spells float math expf, OpenCL overloads exp
-    header: str
-
-
-_C_TYPES = {
+C_TYPES = {
     T.BOOL: "bool", T.INT8: "signed char", T.INT16: "short", T.INT32: "int",
     T.INT64: "long long", T.UINT8: "unsigned char", T.UINT16: "unsigned short",
     T.UINT32: "unsigned int", T.UINT64: "unsigned long long", T.FLOAT16: "float",
     T.BFLOAT16: "float", T.FLOAT32: "float", T.FLOAT64: "double",
 }
-_CL_TYPES = {
-    **_C_TYPES, T.INT8: "char", T.INT64: "long", T.UINT8: "uchar", T.UINT16: "ushort",
-    T.UINT32: "uint", T.UINT64: "ulong",
-}
 
-CUDA = Dialect(
-    name="cuda",
-    kernel_decl='extern "C" __global__ void',
-    global_ptr="",
-    const_ptr="const ",
-    restrict="__restrict__",
-    shared="__shared__",
-    barrier="__syncthreads();",
-    hw={
-        ("block", "x"): "blockIdx.x", ("block", "y"): "blockIdx.y", ("block", "z"): "blockIdx.z",
-        ("thread", "x"): "threadIdx.x", ("thread", "y"): "threadIdx.y",
-        ("thread", "z"): "threadIdx.z", ("grid", "x"): "gridDim.x", ("grid", "y"): "gridDim.y",
-        ("grid", "z"): "gridDim.z", ("block_dim", "x"): "blockDim.x",
-        ("block_dim", "y"): "blockDim.y", ("block_dim", "z"): "blockDim.z",
-    },
-    types=_C_TYPES,
-    helper="static __device__ __forceinline__",
-    float_suffix_fns=True,
-    header="",
-)
+# Storage types of buffer elements (what pointers point to).
+STORAGE = {T.BOOL: T.UINT8, T.FLOAT16: T.UINT16, T.BFLOAT16: T.UINT16}
 
-OPENCL = Dialect(
-    name="opencl",
-    kernel_decl="__kernel void",
-    global_ptr="__global ",
-    const_ptr="const ",
-    restrict="restrict",
-    shared="__local",
-    barrier="barrier(CLK_LOCAL_MEM_FENCE);",
-    hw={
-        **{("block", a): f"((int)get_group_id({i}))" for i, a in enumerate(k.AXES)},
-        **{("thread", a): f"((int)get_local_id({i}))" for i, a in enumerate(k.AXES)},
-        **{("grid", a): f"((int)get_num_groups({i}))" for i, a in enumerate(k.AXES)},
-        **{("block_dim", a): f"((int)get_local_size({i}))" for i, a in enumerate(k.AXES)},
-    },
-    types=_CL_TYPES,
-    helper="static inline",
-    float_suffix_fns=False,
-    header="",
-)
-
-# The kernel AST as readable pseudo-C (``--stage kernel``): ids and barriers by name.
-NEUTRAL = Dialect(
-    name="kernel",
-    kernel_decl="kernel",
-    global_ptr="global ",
-    const_ptr="const ",
-    restrict="",
-    shared="shared",
-    barrier="barrier();",
-    hw={(kind, a): f"{kind}.{a}" for kind in ("block", "thread", "grid", "block_dim")
-        for a in k.AXES},
-    types=_C_TYPES,
-    helper="",
-    float_suffix_fns=False,
-    header="",
-)
-
-DIALECTS = {"cuda": CUDA, "opencl": OPENCL, "kernel": NEUTRAL}
+_UNSIGNED = {T.INT8: T.UINT8, T.INT16: T.UINT16, T.INT32: T.UINT32, T.INT64: T.UINT64}
 
 
 def _bare(text: str) -> str:
@@ -116,93 +54,183 @@ def _bare(text: str) -> str:
             return text
     return text[1:-1]
 
-# Storage types of buffer elements (what pointers point to).
-_STORAGE = {T.BOOL: T.UINT8, T.FLOAT16: T.UINT16, T.BFLOAT16: T.UINT16}
 
-# Math builtins whose CUDA/OpenCL names differ from the TC name.
-_CUDA_ONLY = {"rcbrt", "erfinv", "erfcinv", "sigmoid"}
+class CFamilyPrinter:
+    """The printer every target shares; subclasses override the class attributes and
+    the hook methods below (``hw_id``, ``bits_to_float``, ``math_call``, ...)."""
 
+    #: The target's name, as the registry knows it ("kernel" for the neutral printer).
+    name = "kernel"
+    types: dict[T, str] = C_TYPES
+    kernel_decl = "kernel"
+    global_ptr = "global "
+    const_ptr = "const "
+    restrict = ""
+    shared = "shared"
+    #: storage class of helper functions
+    helper = ""
+    #: CUDA and C spell float math ``expf``; OpenCL overloads ``exp``
+    float_suffix_fns = False
 
-def _helpers(d: Dialect) -> dict[str, str]:
-    h = d.helper
-    u32, i32 = d.types[T.UINT32], d.types[T.INT32]
-    out = {
-        "h2f": f"""{h} float tc_h2f({d.types[T.UINT16]} h) {{
-  {u32} s = ({u32})(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  if (e == 0) {{ float f = (float)m * 5.9604644775390625e-8f; return s ? -f : f; }}
-  {u32} bits = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112) << 23) | (m << 13));
-  return {"__uint_as_float" if d.name == "cuda" else "as_float"}(bits);
-}}""",
-        "f2h": f"""{h} {d.types[T.UINT16]} tc_f2h(float f) {{
-  {u32} x = {"__float_as_uint" if d.name == "cuda" else "as_uint"}(f);
-  {u32} s = (x >> 16) & 0x8000;
-  {u32} a = x & 0x7fffffffu;
-  if (a > 0x7f800000u) return ({d.types[T.UINT16]})(s | 0x7e00);
-  if (a >= 0x477ff000u) return ({d.types[T.UINT16]})(s | 0x7c00);
-  if (a < 0x38800000u) {{
-    {u32} m = (a & 0x7fffff) | 0x800000; {i32} sh = 126 - ({i32})(a >> 23);
-    if (sh > 24) return ({d.types[T.UINT16]})s;
-    {u32} r = m >> (sh - 1); {u32} rest = m & ((1u << (sh - 1)) - 1);
-    {u32} q = r >> 1; if ((r & 1) && (rest || (q & 1))) q++;
-    return ({d.types[T.UINT16]})(s | q);
-  }}
-  {u32} q = ((a - 0x38000000u) >> 13); {u32} rem = a & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) q++;
-  return ({d.types[T.UINT16]})(s | q);
-}}""",
-        "bf2f": f"""{h} float tc_bf2f({d.types[T.UINT16]} b) {{
-  return {"__uint_as_float" if d.name == "cuda" else "as_float"}((({u32})b) << 16);
-}}""",
-        "f2bf": f"""{h} {d.types[T.UINT16]} tc_f2bf(float f) {{
-  {u32} x = {"__float_as_uint" if d.name == "cuda" else "as_uint"}(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return ({d.types[T.UINT16]})((x >> 16) | 0x40);
-  return ({d.types[T.UINT16]})((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
-}}""",
-        "sigmoid_f": f"{h} float tc_sigmoid_f(float x) {{ return 1.0f / (1.0f + "
-                     f"{'expf' if d.float_suffix_fns else 'exp'}(-x)); }}",
-        "sigmoid_d": f"{h} double tc_sigmoid_d(double x) {{ return 1.0 / (1.0 + exp(-x)); }}",
-        "oob": f"{h} int tc_oob({d.global_ptr}int* e, int id) {{ *e = id; return 0; }}",
-    }
-    unsigned = {T.INT8: T.UINT8, T.INT16: T.UINT16, T.INT32: T.UINT32, T.INT64: T.UINT64}
-    for t in (T.INT8, T.INT16, T.INT32, T.INT64, T.UINT8, T.UINT16, T.UINT32, T.UINT64):
-        c = d.types[t]
-        tag = t.value
-        if t.is_signed:
-            # b == -1 apart: MIN / -1 and MIN % -1 overflow, which C leaves undefined (x86
-            # traps); the IR wraps the quotient (-MIN == MIN) and the remainder is 0.
-            u = d.types[unsigned[t]]
-            out[f"div_{tag}"] = (
-                f"{h} {c} tc_div_{tag}({c} a, {c} b) {{ if (b == 0) return 0;"
-                f" if (b == -1) return ({c})(({u})0 - ({u})a); {c} q = ({c})(a / b);"
-                f" if ((a % b != 0) && ((a < 0) != (b < 0))) q--; return q; }}")
-            out[f"mod_{tag}"] = (
-                f"{h} {c} tc_mod_{tag}({c} a, {c} b) {{ if (b == 0 || b == -1) return 0;"
-                f" {c} r = ({c})(a % b); if (r != 0 && ((r < 0) != (b < 0))) r += b; return r; }}")
-        else:
-            for op, sym in (("div", "/"), ("mod", "%")):
-                out[f"{op}_{tag}"] = (f"{h} {c} tc_{op}_{tag}({c} a, {c} b) "
-                                      f"{{ return b ? ({c})(a {sym} b) : 0; }}")
-    return out
-
-
-_HELPERS = {name: _helpers(d) for name, d in DIALECTS.items() if name != "kernel"}
-
-
-class _Printer:
-    def __init__(self, kern: k.Kernel, d: Dialect) -> None:
+    def __init__(self, kern: k.Kernel) -> None:
         self.k = kern
-        self.d = d
         self.used: list[str] = []
         self.lines: list[str] = []
 
+    # -- hooks: what differs between targets -------------------------------------------------
+    def hw_id(self, kind: str, axis: str) -> str:
+        """A hardware id (``block``/``thread``/``grid``/``block_dim`` along x, y, z)."""
+        return f"{kind}.{axis}"
+
+    def barrier(self) -> str:
+        return "barrier();"
+
+    def bits_to_float(self, text: str) -> str:
+        """The float whose bits are the 32-bit unsigned ``text``."""
+        return f"as_float({text})"
+
+    def float_to_bits(self, text: str) -> str:
+        return f"as_uint({text})"
+
+    def int64_suffix(self, signed: bool) -> str:
+        return "LL" if signed else "ULL"
+
+    def global_load(self, buf: k.Buffer, raw: str) -> str:
+        """A load of a global element (CUDA may route it through ``__ldg``)."""
+        return raw
+
+    def math_call(self, fn: str, args: str, double: bool) -> str:
+        """A float math builtin (not ``sigmoid``, which has a helper everywhere)."""
+        if fn == "fabs" and self.float_suffix_fns and not double:
+            return f"fabsf({args})"
+        if fn == "fabs" or not self.float_suffix_fns or double:
+            return f"{fn}({args})"
+        return f"{fn}f({args})"
+
+    def loop_header(self, s: k.For, depth: int) -> str:
+        """The ``for (...)`` line of a loop (pragmas may be emitted before it)."""
+        init, cond, v = self.expr(s.init), _bare(self.expr(s.cond)), s.var
+        step = str(s.step)
+        if s.mapping is None:
+            start, inc = init, step
+        else:
+            kind, axis = s.mapping.split(".")
+            hw_id = self.hw_id(kind, axis)
+            count = self.hw_id("grid" if kind == "block" else "block_dim", axis)
+            if kind == "thread" and s.step == 1 and s.init == ir.IntImm(0, type=s.init.type):
+                start = hw_id
+            elif kind == "thread" and s.step == 1:
+                # Value v runs on thread v mod count, whatever the loop's start: the
+                # barrier placement relies on it (polyhedral.threads).
+                start = f"{init} + ((({hw_id} - {init}) % {count} + {count}) % {count})"
+            else:
+                start = f"{init} + {hw_id}" + (f" * {step}" if s.step != 1 else "")
+            inc = count + (f" * {step}" if s.step != 1 else "")
+        if s.unroll:
+            self.emit("#pragma unroll", depth)
+        return f"for (int {v} = {start}; {cond}; {v} += {inc}) {{"
+
+    def preamble(self) -> list[str]:
+        """Lines before the helpers (pragmas, includes, macros)."""
+        return []
+
+    def oob_pointer(self) -> str:
+        return f"{self.global_ptr}int*"
+
+    def oob_body(self) -> str:
+        return "*e = id;"
+
+    def local_buffers(self) -> None:
+        """Declare the kernel's shared and private arrays at the top of its body."""
+        for b in self.k.buffers:
+            if b.space not in ("shared", "private"):
+                continue
+            n = 1
+            for s in b.shape:
+                n *= s.value
+            ct = self.ctype(STORAGE.get(b.dtype, b.dtype))
+            prefix = f"{self.shared} " if b.space == "shared" else ""
+            self.emit(f"{prefix}{ct} {b.name}[{n}];", 1)
+
+    def signature(self, params: list[str]) -> str:
+        return f"{self.kernel_decl} {self.k.name}({', '.join(params)})"
+
+    def size_param(self, name: str) -> str:
+        return f"int {name}"
+
+    # -- helpers -------------------------------------------------------------------------------
     def use(self, helper: str) -> str:
         if helper not in self.used:
             self.used.append(helper)
         return f"tc_{helper}"
 
+    def helper_text(self, name: str) -> str:
+        """The C text of helper ``name`` (see :meth:`use`)."""
+        h, u32, i32, u16 = (self.helper, self.types[T.UINT32], self.types[T.INT32],
+                            self.types[T.UINT16])
+        if name == "h2f":
+            return f"""{h} float tc_h2f({u16} h) {{
+  {u32} s = ({u32})(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0) {{ float f = (float)m * 5.9604644775390625e-8f; return s ? -f : f; }}
+  {u32} bits = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112) << 23) | (m << 13));
+  return {self.bits_to_float("bits")};
+}}"""
+        if name == "f2h":
+            return f"""{h} {u16} tc_f2h(float f) {{
+  {u32} x = {self.float_to_bits("f")};
+  {u32} s = (x >> 16) & 0x8000;
+  {u32} a = x & 0x7fffffffu;
+  if (a > 0x7f800000u) return ({u16})(s | 0x7e00);
+  if (a >= 0x477ff000u) return ({u16})(s | 0x7c00);
+  if (a < 0x38800000u) {{
+    {u32} m = (a & 0x7fffff) | 0x800000; {i32} sh = 126 - ({i32})(a >> 23);
+    if (sh > 24) return ({u16})s;
+    {u32} r = m >> (sh - 1); {u32} rest = m & ((1u << (sh - 1)) - 1);
+    {u32} q = r >> 1; if ((r & 1) && (rest || (q & 1))) q++;
+    return ({u16})(s | q);
+  }}
+  {u32} q = ((a - 0x38000000u) >> 13); {u32} rem = a & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) q++;
+  return ({u16})(s | q);
+}}"""
+        if name == "bf2f":
+            return f"""{h} float tc_bf2f({u16} b) {{
+  return {self.bits_to_float(f"(({u32})b) << 16")};
+}}"""
+        if name == "f2bf":
+            return f"""{h} {u16} tc_f2bf(float f) {{
+  {u32} x = {self.float_to_bits("f")};
+  if ((x & 0x7fffffffu) > 0x7f800000u) return ({u16})((x >> 16) | 0x40);
+  return ({u16})((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}}"""
+        if name == "sigmoid_f":
+            return (f"{h} float tc_sigmoid_f(float x) {{ return 1.0f / (1.0f + "
+                    f"{self.math_call('exp', '-x', False)}); }}")
+        if name == "sigmoid_d":
+            return f"{h} double tc_sigmoid_d(double x) {{ return 1.0 / (1.0 + exp(-x)); }}"
+        if name == "oob":
+            return (f"{h} int tc_oob({self.oob_pointer()} e, int id) "
+                    f"{{ {self.oob_body()} return 0; }}")
+        op, _, tag = name.partition("_")
+        t = T(tag)
+        c = self.types[t]
+        if t.is_signed and op == "div":
+            # b == -1 apart: MIN / -1 overflows, which C leaves undefined (x86 traps);
+            # the IR wraps the quotient (-MIN == MIN).
+            u = self.types[_UNSIGNED[t]]
+            return (f"{h} {c} tc_div_{tag}({c} a, {c} b) {{ if (b == 0) return 0;"
+                    f" if (b == -1) return ({c})(({u})0 - ({u})a); {c} q = ({c})(a / b);"
+                    f" if ((a % b != 0) && ((a < 0) != (b < 0))) q--; return q; }}")
+        if t.is_signed:
+            return (f"{h} {c} tc_mod_{tag}({c} a, {c} b) {{ if (b == 0 || b == -1) return 0;"
+                    f" {c} r = ({c})(a % b); if (r != 0 && ((r < 0) != (b < 0))) r += b;"
+                    " return r; }")
+        sym = "/" if op == "div" else "%"
+        return f"{h} {c} tc_{op}_{tag}({c} a, {c} b) {{ return b ? ({c})(a {sym} b) : 0; }}"
+
     # -- expressions ----------------------------------------------------------------------
     def ctype(self, t: T) -> str:
-        return self.d.types[t]
+        return self.types[t]
 
     def round_half(self, text: str, t: T) -> str:
         if t is T.FLOAT16:
@@ -224,8 +252,7 @@ class _Printer:
         if e.type is T.BOOL:
             return "true" if v else "false"
         if e.type.bits == 64:
-            suffix = ("ULL" if self.d.name == "cuda" else "UL") if not e.type.is_signed else (
-                "LL" if self.d.name == "cuda" else "L")
+            suffix = self.int64_suffix(e.type.is_signed)
             if v == -(2**63):
                 return f"(-9223372036854775807{suffix} - 1)"
             return f"({v}{suffix})"
@@ -253,7 +280,7 @@ class _Printer:
         return e.name
 
     def e_HwId(self, e: k.HwId) -> str:
-        return self.d.hw[(e.kind, e.axis)]
+        return self.hw_id(e.kind, e.axis)
 
     def offset(self, buf: k.Buffer, indices: tuple[ir.Expr, ...]) -> str:
         terms = []
@@ -266,9 +293,8 @@ class _Printer:
 
     def load(self, buf: k.Buffer, offset: str) -> str:
         raw = f"{buf.name}[{offset}]"
-        if (self.d.name == "cuda" and buf.read_only and buf.space == "global"
-                and self.k.meta.get("readonly_cache")):
-            raw = f"__ldg(&{raw})"  # useReadOnlyCache: through the read-only data cache
+        if buf.space == "global":
+            raw = self.global_load(buf, raw)
         if buf.dtype is T.BOOL:
             return f"({raw} != 0)"
         if buf.dtype is T.FLOAT16:
@@ -302,14 +328,13 @@ class _Printer:
             return f"(({a}) != 0)"
         if e.type.is_int and e.a.type.is_float:
             # NaN and infinities become 0, as in the interpreter (C leaves them undefined).
-            fin = "isfinite"
-            return f"({fin}({a}) ? ({self.ctype(e.type)})({a}) : ({self.ctype(e.type)})0)"
+            return f"(isfinite({a}) ? ({self.ctype(e.type)})({a}) : ({self.ctype(e.type)})0)"
         return f"(({self.ctype(e.type)})({a}))"
 
     def minmax(self, op: str, t: T, a: str, b: str) -> str:
         if t.is_float:
             fn = f"f{op}"
-            if self.d.float_suffix_fns and t is not T.FLOAT64:
+            if self.float_suffix_fns and t is not T.FLOAT64:
                 fn += "f"
             return f"{fn}({a}, {b})"
         return f"(({a}) {'<' if op == 'min' else '>'} ({b}) ? ({a}) : ({b}))"
@@ -336,22 +361,11 @@ class _Printer:
     def e_Call(self, e: ir.Call) -> str:
         args = ", ".join(self.expr(a) for a in e.args)
         double = e.type is T.FLOAT64
-        fn = e.fn
-        if fn == "tc_oob":
+        if e.fn == "tc_oob":
             return f"(({self.ctype(e.type)}){self.use('oob')}(tc_err, {args}))"
-        if fn == "sigmoid":
+        if e.fn == "sigmoid":
             return f"{self.use('sigmoid_d' if double else 'sigmoid_f')}({args})"
-        if fn == "rcbrt" and self.d.name == "opencl":
-            return f"(1.0{'' if double else 'f'} / cbrt({args}))"
-        if fn == "fabs" or not self.d.float_suffix_fns or double:
-            name = fn
-        else:
-            name = fn + "f"
-        if fn in _CUDA_ONLY and self.d.name == "opencl":
-            raise NotImplementedError(f"builtin {fn} has no OpenCL implementation yet")
-        if self.d.float_suffix_fns and not double and fn == "fabs":
-            name = "fabsf"
-        return f"{name}({args})"
+        return self.math_call(e.fn, args, double)
 
     def e_Let(self, e: ir.Let) -> str:
         raise ValueError("lets must be hoisted into Local statements before printing")
@@ -368,26 +382,7 @@ class _Printer:
             self.stmt(c, depth)
 
     def s_For(self, s: k.For, depth: int) -> None:
-        init, cond, v = self.expr(s.init), _bare(self.expr(s.cond)), s.var
-        step = str(s.step)
-        if s.mapping is None:
-            start, inc = init, step
-        else:
-            kind, axis = s.mapping.split(".")
-            hw_id = self.d.hw[(kind, axis)]
-            count = self.d.hw[("grid" if kind == "block" else "block_dim", axis)]
-            if kind == "thread" and s.step == 1 and s.init == ir.IntImm(0, type=s.init.type):
-                start = hw_id
-            elif kind == "thread" and s.step == 1:
-                # Value v runs on thread v mod count, whatever the loop's start: the
-                # barrier placement relies on it (polyhedral.threads).
-                start = f"{init} + ((({hw_id} - {init}) % {count} + {count}) % {count})"
-            else:
-                start = f"{init} + {hw_id}" + (f" * {step}" if s.step != 1 else "")
-            inc = count + (f" * {step}" if s.step != 1 else "")
-        if s.unroll:
-            self.emit("#pragma unroll", depth)
-        self.emit(f"for (int {v} = {start}; {cond}; {v} += {inc}) {{", depth)
+        self.emit(self.loop_header(s, depth), depth)
         self.stmt(s.body, depth + 1)
         self.emit("}", depth)
 
@@ -429,54 +424,51 @@ class _Printer:
         self.emit(f"{s.name} = {self.expr(s.value)};", depth)
 
     def s_Barrier(self, s: k.Barrier, depth: int) -> None:
-        b = self.k.block
-        if self.d.name == "cuda" and b[0] * b[1] * b[2] <= 32:
-            # The whole block is one warp: a warp barrier orders its shared memory.
-            self.emit("__syncwarp();", depth)
-        else:
-            self.emit(self.d.barrier, depth)
+        self.emit(self.barrier(), depth)
 
     def s_Comment(self, s: k.Comment, depth: int) -> None:
         self.emit(f"// {s.text}", depth)
 
     # -- the kernel -------------------------------------------------------------------------
-    def kernel(self) -> str:
-        d = self.d
+    def function(self) -> str:
+        """The kernel's function alone; :attr:`used` then lists the helpers it needs."""
         params = []
         for b in self.k.arguments:
-            ct = self.ctype(_STORAGE.get(b.dtype, b.dtype))
-            const = d.const_ptr if b.read_only else ""
-            params.append(f"{d.global_ptr}{const}{ct}* {d.restrict} {b.name}")
-        params += [f"int {n}" for n in self.k.sizes]
-        for b in self.k.buffers:
-            if b.space == "shared":
-                n = 1
-                for s in b.shape:
-                    n *= s.value
-                ct = self.ctype(_STORAGE.get(b.dtype, b.dtype))
-                self.emit(f"{d.shared} {ct} {b.name}[{n}];", 1)
-            elif b.space == "private":
-                n = 1
-                for s in b.shape:
-                    n *= s.value
-                self.emit(f"{self.ctype(_STORAGE.get(b.dtype, b.dtype))} {b.name}[{n}];", 1)
+            ct = self.ctype(STORAGE.get(b.dtype, b.dtype))
+            const = self.const_ptr if b.read_only else ""
+            restrict = f" {self.restrict}" if self.restrict else " "
+            params.append(f"{self.global_ptr}{const}{ct}*{restrict} {b.name}".replace("  ", " "))
+        params += [self.size_param(n) for n in self.k.sizes]
+        self.local_buffers()
         self.stmt(self.k.body, 1)
         body = "\n".join(self.lines)
-        # No __launch_bounds__: with a maximum block size but no minimum of resident
-        # blocks, ptxas trades spills for occupancy (32 registers and 16-60 bytes of spills
-        # on sm_80/sm_90 for the convolutions and group norm). Without it, ptxas budgets 64
-        # registers (enough for 1024 threads, so any block launches) and needs no spills.
-        head = []
-        if d.name == "opencl" and _uses_double(self.k):
-            head.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
-        if d.name == "cuda":
-            head.append("#define isfinite(x) (!isinf(x) && !isnan(x))")
-        helpers = [_HELPERS[d.name][h] for h in sorted(self.used)] if d.name != "kernel" else []
-        sig = f"{d.kernel_decl} {self.k.name}({', '.join(params)})"
-        return "\n".join(head + helpers + [f"{sig} {{", body, "}", ""])
+        return "\n".join([f"{self.signature(params)} {{", body, "}", ""])
+
+    def helpers(self) -> list[str]:
+        """The text of the helpers :meth:`function` used."""
+        return [self.helper_text(h) for h in sorted(self.used)] if self.helper else []
+
+    def kernel(self) -> str:
+        """The whole translation unit of one kernel: preamble, helpers, function."""
+        function = self.function()
+        return "\n".join(self.preamble() + self.helpers() + [function])
 
 
-def _uses_double(kern: k.Kernel) -> bool:
+class KernelPrinter(CFamilyPrinter):
+    """The kernel AST as readable pseudo-C (``--stage kernel``): ids and barriers by
+    name, parallel and vector loops marked, no helpers."""
+
+    def loop_header(self, s: k.For, depth: int) -> str:
+        if s.mapping == "omp":
+            self.emit("// parallel", depth)
+            s = dataclasses.replace(s, mapping=None)
+        if s.vector:
+            self.emit("// vector", depth)
+        return super().loop_header(s, depth)
+
+
+def uses_double(kern: k.Kernel) -> bool:
+    """Whether the kernel computes or stores anything in double precision."""
     if any(b.dtype is T.FLOAT64 for b in kern.buffers):
         return True
     for s in k.walk_stmts(kern.body):
@@ -495,6 +487,11 @@ def _uses_double(kern: k.Kernel) -> bool:
     return False
 
 
-def print_kernel(kern: k.Kernel, dialect: str) -> str:
-    """The kernel as CUDA C (``dialect="cuda"``) or OpenCL C (``"opencl"``)."""
-    return _Printer(kern, DIALECTS[dialect]).kernel()
+def print_kernel(kern: k.Kernel, target: str) -> str:
+    """The kernel as the source text of ``target`` (a registered target's name, or
+    ``"kernel"`` for the neutral pseudo-C)."""
+    if target == "kernel":
+        return KernelPrinter(kern).kernel()
+    from codegen.targets import get_target
+
+    return get_target(target).source(kern)

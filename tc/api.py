@@ -50,19 +50,21 @@ def make_load_from_cache_options_factory(cache_filename: str | os.PathLike | Com
 
     Its ``cache`` attribute (an ``autotuner.cache.CompilationCache``) is what
     ``tc.define(lang, factory)`` hands to its back end, so that a kernel stored with
-    its compiled artefact runs with no scheduling and no compiling. ``backend``
-    ("opencl" or "cuda"; None: by the inputs' device) and ``arch`` (the CUDA
-    architecture) pick the cache key's back end.
+    its compiled artefact runs with no scheduling and no compiling. ``backend`` (a
+    target: "cpu", "opencl" or "cuda"; None: the default of the inputs' device) and
+    ``arch`` (the CUDA architecture) pick the cache key's target.
     """
     from autotuner.cache import CompilationCache, cache_key
 
     cache = (cache_filename if isinstance(cache_filename, CompilationCache)
              else CompilationCache(cache_filename))
 
+    from codegen.targets import default_target
+
     def factory(lang: str, entry_point: str, *inputs: Any) -> MappingOptions:
         fn = TC(lang, None, get_backend("reference"))[entry_point]
         call = fn.bind(*inputs)
-        name = backend or ("cuda" if call.device.type == "cuda" else "opencl")
+        name = backend or default_target(call.device.type).name
         try:
             best = cache.best(cache_key(fn.canonical, entry_point, call, name, arch))
         except TcError as e:
@@ -278,9 +280,11 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
            cache: bool | str | os.PathLike | CompilationCache | None = None) -> TC:
     """Parse and check every definition of ``lang``; an invalid text raises here.
 
-    ``backend`` is ``"reference"`` (the numpy interpreter), ``"opencl"`` (kernels on
-    PoCL's CPU device), ``"cuda"`` (kernels on a CUDA GPU), or None: CUDA tensors go
-    to ``"cuda"``, CPU tensors to ``"opencl"``. ``options_factory(lang, entry_point,
+    ``backend`` is ``"reference"`` (the numpy interpreter), ``"cpu"`` (C + OpenMP
+    kernels built by the system C compiler), ``"opencl"`` (the GPU kernels on PoCL's
+    CPU device: the GPU-faithful check), ``"cuda"`` (kernels on a CUDA GPU), or None:
+    CUDA tensors go to ``"cuda"``, CPU tensors to ``"cpu"`` (``"opencl"`` where no C
+    compiler exists). ``options_factory(lang, entry_point,
     *inputs)`` supplies the mapping options of compiled back ends (naive by default).
 
     ``cache`` (True for the default file, a path, or an
@@ -306,9 +310,11 @@ def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,
 
     ``executor(*inputs, outputs=None)`` runs it; ``executor.kernels`` lists each kernel
     with ``.source``, ``.grid``, ``.block`` and, for CUDA, ``.ptx`` and ``.resources``.
-    ``backend`` is ``"opencl"`` or ``"cuda"`` (None: by the inputs' device); ``arch``
-    picks the CUDA architecture (default: the device's, or sm_80 without one).
+    ``backend`` is a target, ``"cpu"``, ``"opencl"`` or ``"cuda"`` (None: the default of
+    the inputs' device); ``arch`` picks the CUDA architecture (default: the device's, or
+    sm_80 without one). CUDA kernels compile without a GPU; running them needs one.
     """
+    from codegen.targets import get_target, target_names
     from tc.backend import CompiledBackend
 
     if mapping_options is None:
@@ -318,15 +324,18 @@ def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,
     fn = TC(lang, None, get_backend("reference"))[entry_point].ir
     call = bind(fn, inputs)
     if backend is None:
-        backend = "cuda" if call.device.type == "cuda" else "opencl"
-    if backend not in ("opencl", "cuda"):
-        raise TcArgumentError(f"tc.compile needs backend 'opencl' or 'cuda', not {backend!r}")
-    if backend == "cuda":
-        # Compiling needs no device; only running does.
-        from codegen.compiler import compile_program
-        from codegen.executor import Executor
+        from codegen.targets import default_target
 
-        program = compile_program(fn, mapping_options, call.sizes,
-                                  [t.stride() for t in call.inputs])
-        return Executor(program, "cuda", call.signature(), arch)
+        backend = default_target(call.device.type).name
+    try:
+        target = get_target(backend)
+    except TcError:
+        raise TcArgumentError(f"tc.compile needs a compiled backend "
+                              f"({', '.join(target_names())}), "
+                              f"not {backend!r}") from None
+    if not target.available():
+        # Compiling needs no device (NVRTC works without a GPU); only running does.
+        from codegen.executor import build_executor
+
+        return build_executor(fn, call, mapping_options, target, arch)
     return CompiledBackend(backend, arch).executor(fn, call, mapping_options)

@@ -1,11 +1,13 @@
 """Back ends: what runs a checked definition on bound arguments.
 
-``reference`` is the numpy interpreter. ``opencl`` compiles with the polyhedral
-pipeline and runs the OpenCL C kernels on PoCL's CPU device; ``cuda`` runs the CUDA C
-kernels on a CUDA GPU (compiling works everywhere, launching needs a device). With
-``backend=None`` each call goes to ``cuda`` for CUDA tensors and ``opencl`` otherwise.
-Compiled executors are memoised per (definition, input signature, options) in the
-back-end object, so repeated calls never recompile.
+``reference`` is the numpy interpreter. Every other name is a compilation target
+(:mod:`codegen.targets`): ``cpu`` (C + OpenMP by the system C compiler), ``opencl``
+(the GPU mapping as OpenCL C on PoCL's CPU device, the GPU-faithful check) and
+``cuda`` (CUDA C on a CUDA GPU; compiling works everywhere, launching needs a
+device). With ``backend=None`` each call goes to the default target of its tensors'
+device (:func:`codegen.targets.default_target`). Compiled executors are memoised per
+(definition, input signature, options) in the back-end object, so repeated calls
+never recompile.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from tc.options import MappingOptions
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("reference", "opencl", "cuda")
+
+
+def backend_names() -> tuple[str, ...]:
+    """``reference`` and the registered targets."""
+    from codegen.targets import target_names
+
+    return ("reference", *target_names())
 
 OptionsFor = Callable[[ir.Function, BoundCall], MappingOptions]
 
@@ -60,7 +68,10 @@ class CompiledBackend:
     """
 
     def __init__(self, name: str, arch: str | None = None) -> None:
-        self.name = name
+        from codegen.targets import get_target
+
+        self.target = get_target(name)
+        self.name = self.target.name
         self.arch = arch
         self._executors: dict[tuple, object] = {}
         self.cache = None  # an autotuner.cache.CompilationCache, or None
@@ -70,27 +81,16 @@ class CompiledBackend:
 
     def executor(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
         """The executor for this call's signature (compiled on first use)."""
-        from codegen.compiler import compile_program
-        from codegen.executor import Executor
+        from codegen.executor import build_executor
 
         key = (fn, call.signature(), options.key())
         ex = self._executors.get(key)
         if ex is None:
-            if self.name == "cuda" and call.device.type != "cuda":
-                from codegen.nvrtc import cuda_device_available
-
-                if not cuda_device_available():
-                    raise TcBackendError("backend 'cuda': no CUDA device is present; use "
-                                         "backend='opencl' to run on the CPU")
-            if self.name == "opencl" and call.device.type != "cpu":
-                raise TcBackendError(f"backend 'opencl' runs on CPU tensors, got tensors on "
-                                     f"{call.device}")
+            self.target.check_device(call.device)
             ex = self._from_cache(fn, call, options)
             if ex is None:
-                log.info("compiling %s for %s", fn.name, call.signature())
-                program = compile_program(fn, options, call.sizes,
-                                          [t.stride() for t in call.inputs])
-                ex = Executor(program, self.name, call.signature(), self.arch)
+                log.info("compiling %s for %s on %s", fn.name, call.signature(), self.name)
+                ex = build_executor(fn, call, options, self.target, self.arch)
                 if self.cache is not None and fn in self.store:
                     self._unstored.add(key)
             self._executors[key] = ex
@@ -157,15 +157,19 @@ class CompiledBackend:
 
 
 class AutoBackend:
-    """``backend=None``: CUDA tensors to ``cuda``, everything else to ``opencl``."""
+    """``backend=None``: each call to the default target of its tensors' device."""
 
     name = "auto"
 
     def __init__(self) -> None:
-        self._by_name = {"cuda": CompiledBackend("cuda"), "opencl": CompiledBackend("opencl")}
+        from codegen.targets import target_names
+
+        self._by_name = {n: CompiledBackend(n) for n in target_names()}
 
     def pick(self, call: BoundCall) -> CompiledBackend:
-        return self._by_name["cuda" if call.device.type == "cuda" else "opencl"]
+        from codegen.targets import default_target
+
+        return self._by_name[default_target(call.device.type).name]
 
     def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
         return self.pick(call).run(fn, call, options)
@@ -190,6 +194,7 @@ def get_backend(name: str | None, arch: str | None = None) -> Backend:
         return AutoBackend()
     if name == "reference":
         return ReferenceBackend()
-    if name in ("opencl", "cuda"):
+    if isinstance(name, str) and name in backend_names():
         return CompiledBackend(name, arch)
-    raise TcBackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    raise TcBackendError(f"unknown backend {name!r}; choose one of "
+                         f"{', '.join(backend_names())}")

@@ -19,7 +19,9 @@ from tc.options import MappingOptions
 if TYPE_CHECKING:
     from codegen.compiler import CompiledKernel
 
-STAGES = ("ast", "ir", "scop", "schedule", "kernel", "cuda", "opencl")
+STAGES = ("ast", "ir", "scop", "schedule", "kernel", "cuda", "opencl", "c")
+# The stages that print a target's source, and that target.
+_SOURCE_STAGES = {"cuda": "cuda", "opencl": "opencl", "c": "cpu"}
 _COMPILED_STAGES = STAGES[2:]
 
 
@@ -134,6 +136,7 @@ def _options(text: str | None) -> MappingOptions:
 def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
     from codegen.compiler import compile_program, contiguous_strides
     from codegen.printer import print_kernel
+    from codegen.targets import get_target
 
     missing = [n for n in fn.size_names if n not in sizes]
     if missing:
@@ -141,19 +144,20 @@ def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
                       f"with --sizes (missing: {', '.join(missing)})")
     check_ranges(fn, sizes)
     strides = [contiguous_strides([s.evaluate(sizes) for s in t.shape]) for t in fn.inputs]
-    program = compile_program(fn, _options(args.options), sizes, strides)
+    target = get_target(_SOURCE_STAGES.get(args.stage) or args.target)
+    program = compile_program(fn, _options(args.options), sizes, strides, target.strategy)
     if args.stage in ("scop", "schedule"):
         if args.stage == "scop":
             return program.stages["scop"]
-        return (program.stages["schedule"] + "\n# mapped to the GPU:\n" +
+        return (program.stages["schedule"] + f"\n# mapped for the {target.name} target:\n" +
                 program.stages["mapped"])
     out = [f"# host program\n{program.stages['host']}"]
     for ck in program.kernels:
         head = f"# kernel {ck.name}: grid {ck.grid}, block {ck.block}"
         if args.stage == "kernel":
             out.append(f"{head}\n{print_kernel(ck.kernel, 'kernel')}")
-        elif args.stage == "opencl":
-            out.append(f"{head}\n{ck.opencl_source}")
+        elif args.stage != "cuda":
+            out.append(f"{head}\n{ck.source(target.name)}")
         else:
             from codegen.nvrtc import compile_cuda
 
@@ -192,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--options", help="mapping options: a preset name (naive, mlp, ...), "
                    "serialized options (JSON text) or a file holding them; default naive")
     e.add_argument("--arch", help="CUDA architecture for --stage cuda (default sm_80)")
+    e.add_argument("--target", default="cuda",
+                   help="the target whose mapping --stage scop|schedule|kernel shows (cuda, "
+                        "opencl: GPU blocks and threads; cpu: parallel and vector loops); "
+                        "--stage cuda|opencl|c imply theirs")
     e.set_defaults(func=cmd_explain)
     g = sub.add_parser("grad", help="print the automatically derived backward definition")
     g.add_argument("file", metavar="FILE")

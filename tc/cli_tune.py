@@ -66,7 +66,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
             getattr(config, name)(value)
     if args.devices:
         config.devices(args.devices)
-    device = "cuda" if args.backend == "cuda" else "cpu"
+    from codegen.targets import get_target
+
+    device = get_target(args.backend).device_type
     inputs = random_inputs(fn, sizes, device, args.seed or 0)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -112,8 +114,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds per compile (default 120)")
     t.add_argument("--run-timeout", type=float, dest="run_timeout",
                    help="seconds per run (default 60)")
-    t.add_argument("--backend", choices=("opencl", "cuda"), default="opencl",
-                   help="opencl: PoCL on the CPU (default); cuda: the GPU")
+    from codegen.targets import target_names
+
+    t.add_argument("--backend", choices=target_names(), default="cpu",
+                   help="cpu: C + OpenMP (default); opencl: the GPU kernels on PoCL; "
+                        "cuda: the GPU")
     t.add_argument("--cache", metavar="FILE", help="the compilation cache file (default: "
                    "the user cache directory's, with --load or --store)")
     t.add_argument("--load", action="store_true", help="return the cached options when the "

@@ -75,6 +75,18 @@ The GPU-performance options (``polyhedral.mapping``, ``polyhedral.promotion``,
     Compile recognised patterns with hand-written templates: reductions become
     block-parallel tree reductions, split across blocks when the output is small.
 
+CPU mapping (``polyhedral.cpu_mapping``, the ``cpu`` target; ignored by the GPU
+targets, as the GPU fields are by the CPU target, except the generic ones: tiling,
+fusion, skewing, orthant, fixed parameters, ``unroll``, ``usePrivateMemory``):
+
+``cpuThreads(n)``
+    OpenMP threads of the parallel loops (int >= 0; 0 = the OpenMP default).
+``cpuParallel(b)``
+    Run the outermost dependence-free loop of each kernel on OpenMP threads.
+``cpuVectorize(b)``
+    Make the innermost dependence-free loop a SIMD loop (``#pragma omp simd``),
+    moving it innermost when its band is permutable.
+
 Booleans must be real ``bool`` values; ints must be ints (``bool`` is rejected where
 an int is expected, and so are floats and strings; numpy integer scalars are
 accepted and stored as plain ints).
@@ -139,6 +151,9 @@ class _Values:
     max_shared_memory: int | None = None
     private_depth: int = 0
     shared_depth: int = 0
+    cpu_threads: int = 0
+    cpu_parallel: bool = True
+    cpu_vectorize: bool = True
 
 
 _NAIVE = _Values()
@@ -165,6 +180,9 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
     ("max_shared_memory", "maxSharedMemory", "optint"),
     ("private_depth", "privateDepth", "int"),
     ("shared_depth", "sharedDepth", "int"),
+    ("cpu_threads", "cpuThreads", "int"),
+    ("cpu_parallel", "cpuParallel", "bool"),
+    ("cpu_vectorize", "cpuVectorize", "bool"),
 )
 _KIND = {name: kind for name, _, kind in _FIELDS}
 _SETTER = {name: setter for name, setter, _ in _FIELDS}
@@ -412,6 +430,20 @@ class MappingOptions:
         """Set the schedule depth of shared promotion (int >= 0; 0 = compiler's choice)."""
         return self._set(shared_depth=_check_int("sharedDepth", depth, 0))
 
+    def cpuThreads(self, threads: int) -> MappingOptions:
+        """Set the OpenMP threads of the CPU target's parallel loops (int >= 0; 0 = the
+        OpenMP default, ``OMP_NUM_THREADS`` or every core)."""
+        return self._set(cpu_threads=_check_int("cpuThreads", threads, 0))
+
+    def cpuParallel(self, parallel: bool) -> MappingOptions:
+        """Run each CPU kernel's outermost dependence-free loop on OpenMP threads."""
+        return self._set(cpu_parallel=_check_bool("cpuParallel", parallel))
+
+    def cpuVectorize(self, vectorize: bool) -> MappingOptions:
+        """Make the innermost dependence-free loop of each CPU kernel a SIMD loop
+        (moved innermost when its band is permutable)."""
+        return self._set(cpu_vectorize=_check_bool("cpuVectorize", vectorize))
+
     # ------------------------------------------------------------------ read access
 
     @property
@@ -513,6 +545,21 @@ class MappingOptions:
     def shared_depth(self) -> int:
         """The shared promotion depth (0 = compiler's choice)."""
         return self._values.shared_depth
+
+    @property
+    def cpu_threads(self) -> int:
+        """The OpenMP thread count of CPU kernels (0 = the OpenMP default)."""
+        return self._values.cpu_threads
+
+    @property
+    def cpu_parallel(self) -> bool:
+        """Whether CPU kernels run a parallel loop on OpenMP threads."""
+        return self._values.cpu_parallel
+
+    @property
+    def cpu_vectorize(self) -> bool:
+        """Whether CPU kernels get a SIMD loop."""
+        return self._values.cpu_vectorize
 
     # ------------------------------------------------------------------ identity
 

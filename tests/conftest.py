@@ -27,3 +27,17 @@ def fuzz_examples(request: pytest.FixtureRequest):
         return n * FUZZ_LONG_FACTOR if long_run else n
 
     return examples
+
+
+def _cpu_runnable_targets() -> list[str]:
+    """The registered targets that run on CPU tensors here (the GPU-faithful PoCL
+    check and the native CPU target, where a C compiler exists)."""
+    from codegen.targets import TARGETS
+
+    return [name for name, t in TARGETS.items() if t.device_type == "cpu" and t.available()]
+
+
+@pytest.fixture(params=_cpu_runnable_targets())
+def target(request: pytest.FixtureRequest) -> str:
+    """Each target that can run here: target-independent tests take it to run on all."""
+    return request.param

@@ -265,3 +265,72 @@ def structure_problems(program: CompiledProgram) -> list[str]:
             for ck in kernels:
                 out += barrier_problems(ck.kernel) + _unguarded_global_stores(ck.kernel)
     return out
+
+
+def _vars(e: ir.Expr) -> set[str]:
+    return {n.name for n in ir.walk(e) if isinstance(n, ir.Var)}
+
+
+def cpu_problems(program: CompiledProgram) -> list[str]:
+    """Static checks of a CPU-mapped program that a run on few threads may not show:
+
+    - no GPU construct (hardware id, barrier, shared buffer, loop mapped to an id);
+    - every global store below a parallel (``omp``) loop subscripts with that loop's
+      variable, directly or through an inner loop whose bounds depend on it, so two
+      iterations do not write one element (a reduction over the parallel loop would);
+    - no local declared outside a parallel loop is assigned inside it.
+    """
+    out: list[str] = []
+    for ck in program.kernels:
+        kern = ck.kernel
+        if any(b.space == "shared" for b in kern.buffers):
+            out.append(f"{kern.name}: shared buffer on a CPU")
+        for s in k.walk_stmts(kern.body):
+            if isinstance(s, k.Barrier):
+                out.append(f"{kern.name}: barrier on a CPU")
+            if isinstance(s, k.For) and s.mapping not in (None, "omp"):
+                out.append(f"{kern.name}: loop {s.var} mapped to {s.mapping} on a CPU")
+            if isinstance(s, k.For) and s.mapping == "omp":
+                inner = {d.var for d in k.walk_stmts(s.body) if isinstance(d, k.For)}
+                inner |= {d.name for d in k.walk_stmts(s.body) if isinstance(d, k.Local)}
+                dependent = {s.var}
+                for d in k.walk_stmts(s.body):  # pre-order: outer loops first
+                    if isinstance(d, k.For) and (_vars(d.init) | _vars(d.cond)) & dependent:
+                        dependent.add(d.var)
+                for st in k.walk_stmts(s.body):
+                    if isinstance(st, k.Store) and kern.buffer(st.buffer).space == "global":
+                        used = set().union(*(_vars(i) for i in st.indices)) if st.indices \
+                            else set()
+                        if not used & dependent:
+                            out.append(f"{kern.name}: store to {st.buffer} in parallel loop "
+                                       f"{s.var} does not depend on it")
+                    if isinstance(st, k.Assign) and st.name not in inner:
+                        out.append(f"{kern.name}: parallel loop {s.var} assigns outer local "
+                                   f"{st.name}")
+        for s in k.walk_stmts(kern.body):
+            for e in _own(s):
+                if any(isinstance(n, k.HwId) for n in ir.walk(e)):
+                    out.append(f"{kern.name}: hardware id on a CPU")
+    return out
+
+
+def _own(s: k.Stmt) -> tuple[ir.Expr, ...]:
+    if isinstance(s, k.Store):
+        return (*s.indices, s.value)
+    if isinstance(s, k.Local):
+        return () if s.init is None else (s.init,)
+    if isinstance(s, k.Assign):
+        return (s.value,)
+    if isinstance(s, k.If):
+        return (s.cond,)
+    if isinstance(s, k.For):
+        return (s.init, s.cond)
+    return ()
+
+
+def program_problems(program: CompiledProgram) -> list[str]:
+    """:func:`structure_problems` for a GPU-mapped program, :func:`cpu_problems` for a
+    CPU-mapped one."""
+    if program.strategy == "cpu":
+        return cpu_problems(program)
+    return structure_problems(program)

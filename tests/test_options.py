@@ -38,6 +38,9 @@ NAIVE: dict[str, Any] = {
     "max_shared_memory": None,
     "private_depth": 0,
     "shared_depth": 0,
+    "cpu_threads": 0,
+    "cpu_parallel": True,
+    "cpu_vectorize": True,
 }
 
 PRESET_OVERRIDES: dict[str, dict[str, Any]] = {

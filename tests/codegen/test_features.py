@@ -1,4 +1,5 @@
-"""Features of the compiled path (PoCL), each against the reference interpreter.
+"""Features of the compiled path, on every target that runs here (PoCL and the native
+CPU target: the ``target`` fixture), each against the reference interpreter.
 
 Non-contiguous inputs, several outputs, scalar inputs and outputs, every dtype family,
 temporaries, multi-kernel definitions, preallocated outputs, the executor cache,
@@ -11,8 +12,9 @@ import functools
 
 import pytest
 import torch
-from kernel_checks import as_tuple, assert_same, structure_problems
+from kernel_checks import as_tuple, assert_same, program_problems
 
+import codegen.cc
 import codegen.compiler
 import codegen.opencl
 import tc
@@ -25,14 +27,26 @@ def _define(text: str, backend: str) -> tc.TC:
     return tc.define(text, backend=backend)
 
 
+_TARGET = ["opencl"]
+
+
+@pytest.fixture(autouse=True)
+def _on_every_target(target: str):
+    """Every test of this module runs once per target (``_compare`` compiles for it)."""
+    _TARGET[0] = target
+    yield
+    _TARGET[0] = "opencl"
+
+
 def _compare(text: str, entry: str, *inputs, rtol: float = 1e-5, atol: float = 1e-6,
              options: MappingOptions | None = None):
-    """Run ``entry`` on PoCL and on the interpreter; returns the compiled outputs."""
+    """Run ``entry`` on the current target and on the interpreter; returns the compiled
+    outputs."""
     want = _define(text, "reference")[entry](*inputs)
-    executor = tc.compile(text, entry, options, *inputs, backend="opencl")
+    executor = tc.compile(text, entry, options, *inputs, backend=_TARGET[0])
     got = executor(*inputs)
-    assert_same(got, want, rtol, atol, what=entry)
-    assert structure_problems(executor.program) == []
+    assert_same(got, want, rtol, atol, what=f"{entry} on {_TARGET[0]}")
+    assert program_problems(executor.program) == []
     return got
 
 
@@ -65,10 +79,10 @@ def test_non_contiguous_inputs(view: str) -> None:
 def test_strides_are_part_of_the_signature() -> None:
     """The same shapes with other strides compile again, and both executors are right."""
     x = torch.randn(6, 6, generator=_gen())
-    ex = tc.compile(ADD, "add", None, x, x, backend="opencl")
+    ex = tc.compile(ADD, "add", None, x, x, backend=_TARGET[0])
     with pytest.raises(tc.TcError, match="strides"):
         ex(x.t(), x)
-    fn = tc.define(ADD, backend="opencl").add
+    fn = tc.define(ADD, backend=_TARGET[0]).add
     torch.testing.assert_close(fn(x, x), 3.0 * x)
     torch.testing.assert_close(fn(x.t(), x), x.t() + 2.0 * x)
 
@@ -112,7 +126,7 @@ def test_scalar_inputs_and_scalar_outputs() -> None:
     torch.testing.assert_close(z, 2.5 * x + y)
     torch.testing.assert_close(total, (2.5 * x + y).sum())
     # a Python number is accepted for a scalar parameter
-    z2, _ = tc.define(text, backend="opencl").axpy(2.5, x, y)
+    z2, _ = tc.define(text, backend=_TARGET[0]).axpy(2.5, x, y)
     torch.testing.assert_close(z2, z)
 
 
@@ -120,13 +134,13 @@ def test_preallocated_outputs() -> None:
     text = "def f(float(N) X) -> (A, B) { A(i) = X(i) + 1.0\n B(i) = X(i) - 1.0 }"
     x = torch.randn(5, generator=_gen())
     a, b = torch.full((5,), 7.0), torch.full((5,), 7.0)
-    ex = tc.compile(text, "f", None, x, backend="opencl")
+    ex = tc.compile(text, "f", None, x, backend=_TARGET[0])
     ra, rb = ex(x, outputs=[a, b])
     assert ra is a and rb is b
     torch.testing.assert_close(a, x + 1.0)
     torch.testing.assert_close(b, x - 1.0)
     out = torch.empty(5)
-    fn = tc.define("def g(float(N) X) -> (Y) { Y(i) = X(i) * 3.0 }", backend="opencl").g
+    fn = tc.define("def g(float(N) X) -> (Y) { Y(i) = X(i) * 3.0 }", backend=_TARGET[0]).g
     assert fn(x, outputs=out) is out
     torch.testing.assert_close(out, x * 3.0)
     with pytest.raises(tc.TcError):
@@ -273,7 +287,7 @@ def test_softmax_is_four_kernels_and_correct() -> None:
     }
     """
     x = torch.randn(5, 13, generator=_gen())
-    ex = tc.compile(text, "softmax", MappingOptions("naive"), x, backend="opencl")
+    ex = tc.compile(text, "softmax", MappingOptions("naive"), x, backend=_TARGET[0])
     assert len(ex.kernels) == 4
     assert len({k.name for k in ex.kernels}) == 4
     torch.testing.assert_close(ex(x), torch.softmax(x, dim=1))
@@ -295,10 +309,17 @@ def test_repeated_calls_do_not_recompile(monkeypatch: pytest.MonkeyPatch) -> Non
         builds.append(1)
         return real_build(source, *args, **kwargs)
 
+    real_library = codegen.cc.build_library
+
+    def counting_library(source, *args, **kwargs):
+        builds.append(1)
+        return real_library(source, *args, **kwargs)
+
     monkeypatch.setattr(codegen.compiler, "compile_program", counting_compile)
     monkeypatch.setattr(codegen.opencl, "build_program", counting_build)
+    monkeypatch.setattr(codegen.cc, "build_library", counting_library)
     text = "def f(float(N) X) -> (Y) { Y(i) = X(i) + 1.0 }"
-    for backend in ("opencl", None):
+    for backend in ("opencl", "cpu", None):
         compiles.clear()
         builds.clear()
         fn = tc.define(text, backend=backend).f
@@ -318,7 +339,7 @@ GATHER = "def gather(float(N) A, int32(M) idx) -> (O) { O(i) = A(idx(i)) }"
 
 
 @pytest.mark.parametrize("bad", [6, -1, 1000])
-@pytest.mark.parametrize("backend", ["reference", "opencl"])
+@pytest.mark.parametrize("backend", ["reference", "opencl", "cpu"])
 def test_out_of_bounds_indirect_read_raises(backend: str, bad: int) -> None:
     a = torch.randn(6, generator=_gen())
     fn = tc.define(GATHER, backend=backend).gather
@@ -352,7 +373,7 @@ def test_cuda_executor_without_a_device_raises() -> None:
 @pytest.mark.parametrize("change", ["size", "strides", "dtype", "arity"])
 def test_executor_called_with_another_signature_raises(change: str) -> None:
     x = torch.randn(3, 4, generator=_gen())
-    ex = tc.compile(ADD, "add", None, x, x, backend="opencl")
+    ex = tc.compile(ADD, "add", None, x, x, backend=_TARGET[0])
     args = {
         "size": (torch.randn(3, 5), torch.randn(3, 5)),
         "strides": (torch.randn(4, 3).t(), x),

@@ -1,0 +1,212 @@
+"""The CPU target: the CPU mapping printed as C11 + OpenMP, built by the system C
+compiler into a shared library and called through ctypes on the tensors' memory.
+
+Parallel loops (``For.mapping == "omp"``) become ``#pragma omp parallel for``, vector
+loops ``#pragma omp simd``; the mapping marks only loops that carry no dependence
+(``polyhedral.cpu_mapping``). Every kernel of a program goes into one library, one
+exported function per kernel; a call passes the tensors' data pointers (zero-copy:
+views keep their strides, which the kernel was compiled for) and the sizes.
+
+Safety: OpenMP runs a parallel loop's iterations on several threads, so a variable
+declared outside it and assigned inside would be shared between them. The mapping
+never makes that happen (such a variable is carried across the loop, so the loop
+carries a dependence); :func:`check_parallel` verifies it and the build refuses a
+kernel that breaks it. The bounds-check report (``tc_oob``) stores atomically, since
+several threads may find out-of-bounds reads at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import platform
+from collections.abc import Sequence
+from typing import Any
+
+from codegen import kernel as k
+from codegen.launch import ArgKind, KernelArg, LaunchLimits
+from codegen.printer import CFamilyPrinter, _bare
+from codegen.targets.base import Target
+from tc.errors import TcBackendError, TcInternalError
+from tc.ir import nodes as ir
+
+_CANONICAL = ("<", "<=", ">", ">=")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _canonical(s: k.For) -> bool:
+    """Whether OpenMP accepts the loop: ``var OP bound`` with a constant step."""
+    c = s.cond
+    return (isinstance(c, ir.Binary) and c.op in _CANONICAL and isinstance(c.a, ir.Var)
+            and c.a.name == s.var)
+
+
+class CPrinter(CFamilyPrinter):
+    name = "cpu"
+    kernel_decl = "void"
+    global_ptr = ""
+    restrict = "restrict"
+    shared = ""
+    helper = "static inline"
+    float_suffix_fns = True
+
+    def hw_id(self, kind: str, axis: str) -> str:
+        raise TcInternalError(f"a CPU kernel refers to the GPU id {kind}.{axis}")
+
+    def barrier(self) -> str:
+        raise TcInternalError("a CPU kernel has a block barrier")
+
+    def bits_to_float(self, text: str) -> str:
+        return f"((union {{ unsigned int u; float f; }}){{ .u = ({text}) }}).f"
+
+    def float_to_bits(self, text: str) -> str:
+        return f"((union {{ float f; unsigned int u; }}){{ .f = ({text}) }}).u"
+
+    def oob_body(self) -> str:
+        return "__atomic_store_n(e, id, __ATOMIC_RELAXED);"
+
+    def math_call(self, fn: str, args: str, double: bool) -> str:
+        one = "1.0" if double else "1.0f"
+        if fn == "rsqrt":
+            return f"({one} / {super().math_call('sqrt', args, double)})"
+        if fn == "rcbrt":
+            return f"({one} / {super().math_call('cbrt', args, double)})"
+        if fn in ("erfinv", "erfcinv"):
+            raise NotImplementedError(f"builtin {fn} has no C implementation yet")
+        return super().math_call(fn, args, double)
+
+    def loop_header(self, s: k.For, depth: int) -> str:
+        if s.mapping not in (None, "omp"):
+            raise TcInternalError(f"a CPU kernel has a loop mapped to {s.mapping}")
+        ok = _canonical(s)
+        threads = self.k.meta.get("omp_threads", 0)
+        clause = f" num_threads({threads})" if threads else ""
+        if s.mapping == "omp" and ok:
+            simd = " simd" if s.vector else ""
+            self.emit(f"#pragma omp parallel for{simd} schedule(static){clause}", depth)
+        elif s.vector and ok:
+            self.emit("#pragma omp simd", depth)
+        if s.unroll:
+            self.emit("#pragma GCC unroll 16", depth)
+        init, cond = self.expr(s.init), _bare(self.expr(s.cond))
+        return f"for (int {s.var} = {init}; {cond}; {s.var} += {s.step}) {{"
+
+    def preamble(self) -> list[str]:
+        return ["#define _GNU_SOURCE", "#include <math.h>", "#include <stdbool.h>"]
+
+    def signature(self, params: list[str]) -> str:
+        return f"__attribute__((visibility(\"default\"))) void {self.k.name}({', '.join(params)})"
+
+
+def check_parallel(body: k.Stmt) -> None:
+    """``TcInternalError`` if a parallel loop assigns a local declared outside it (the
+    OpenMP threads would share it: a race)."""
+    for s in k.walk_stmts(body):
+        if isinstance(s, k.For) and s.mapping == "omp":
+            inside = {d.name for d in k.walk_stmts(s.body) if isinstance(d, k.Local)}
+            for d in k.walk_stmts(s.body):
+                if isinstance(d, k.Assign) and d.name not in inside:
+                    raise TcInternalError(f"parallel loop {s.var} assigns {d.name}, which is "
+                                          "declared outside it")
+
+
+class CTarget(Target):
+    name = "cpu"
+    device_type = "cpu"
+    strategy = "cpu"
+    printer = CPrinter
+    has_barriers = False
+
+    def available(self) -> bool:
+        from codegen.cc import compiler
+
+        return compiler() is not None
+
+    def unavailable_reason(self) -> str:
+        return ("no C compiler found ($CC, cc, gcc, clang); install one (e.g. `apt-get install "
+                "gcc`) or use backend='opencl'")
+
+    def limits(self) -> LaunchLimits:
+        return LaunchLimits(max_threads_per_block=1, max_block=(1, 1, 1), max_grid=(1, 1, 1))
+
+    def build(self, kernels: Sequence[k.Kernel], binaries: Sequence[bytes | None] | None,
+              arch: str | None) -> list[Any]:
+        from codegen.cc import build_library, load_library
+
+        if not kernels:
+            return []
+        if binaries is not None and binaries[0] is not None:
+            lib = load_library(binaries[0])
+        else:
+            for kern in kernels:
+                check_parallel(kern.body)
+            lib = build_library(self.library_source(kernels))
+        return [_Function(lib, kern) for kern in kernels]
+
+    def library_source(self, kernels: Sequence[k.Kernel]) -> str:
+        """One translation unit with every kernel: the preamble and each helper once."""
+        functions, helpers = [], {}
+        printer = None
+        for kern in kernels:
+            printer = CPrinter(kern)
+            functions.append(printer.function())
+            helpers.update((h, printer.helper_text(h)) for h in printer.used)
+        head = printer.preamble() if printer is not None else []
+        return "\n".join(head + [helpers[h] for h in sorted(helpers)] + functions)
+
+    def binaries(self, handles: Sequence[Any]) -> list[bytes | None]:
+        # One library holds every kernel: stored once, with the first kernel.
+        return [h.library.binary if i == 0 else None for i, h in enumerate(handles)]
+
+    def launch(self, handle: Any, kernel: k.Kernel, args: Sequence[KernelArg]) -> None:
+        handle(args)
+
+    def device_text(self, arch: str | None = None, device_index: int | None = None) -> str:
+        return f"cpu {cpu_model()}; {os.cpu_count()} cores"
+
+    def versions_text(self) -> str:
+        from codegen.cc import identity
+
+        return identity()
+
+
+class _Function:
+    """One exported kernel of a loaded library, with its ctypes signature."""
+
+    def __init__(self, library: Any, kernel: k.Kernel) -> None:
+        self.library = library
+        try:
+            self.fn = getattr(library.handle, kernel.name)
+        except AttributeError:
+            raise TcBackendError(f"the CPU library defines no kernel {kernel.name!r}") from None
+        self.fn.restype = None
+        self.fn.argtypes = ([ctypes.c_void_p] * len(kernel.arguments)
+                            + [ctypes.c_int] * len(kernel.sizes))
+
+    def __call__(self, args: Sequence[KernelArg]) -> None:
+        values = []
+        for i, a in enumerate(args):
+            if a.kind is ArgKind.BUFFER:
+                t = a.tensor
+                if t.device.type != "cpu":
+                    raise TcBackendError(f"argument {i}: the cpu target needs CPU tensors, got "
+                                         f"one on {t.device}")
+                values.append(t.data_ptr())
+            elif a.kind is ArgKind.SCALAR:
+                values.append(a.value)
+            else:
+                raise TcBackendError(f"argument {i}: CPU kernels take no local buffers")
+        self.fn(*values)

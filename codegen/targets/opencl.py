@@ -1,0 +1,115 @@
+"""The OpenCL target: the GPU mapping printed as OpenCL C and run by PoCL on the CPU.
+
+It is the GPU-faithful check of the CUDA kernels (real work-groups, local memory and
+barriers), not a fast way to run on a CPU: that is the ``cpu`` target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from codegen import kernel as k
+from codegen.launch import KernelArg, LaunchLimits
+from codegen.printer import C_TYPES, CFamilyPrinter, uses_double
+from codegen.targets.base import Target
+from tc.ir.types import ScalarType as T
+
+_HW = {"block": "get_group_id", "thread": "get_local_id", "grid": "get_num_groups",
+       "block_dim": "get_local_size"}
+_AXIS = {"x": 0, "y": 1, "z": 2}
+#: The local memory tuned kernels may use: CUDA's default, so that a kernel checked
+#: here also fits a GPU (PoCL itself allows more).
+SHARED_BYTES = 48 * 1024
+
+
+class OpenCLPrinter(CFamilyPrinter):
+    name = "opencl"
+    types = {
+        **C_TYPES, T.INT8: "char", T.INT64: "long", T.UINT8: "uchar", T.UINT16: "ushort",
+        T.UINT32: "uint", T.UINT64: "ulong",
+    }
+    kernel_decl = "__kernel void"
+    global_ptr = "__global "
+    restrict = "restrict"
+    shared = "__local"
+    helper = "static inline"
+
+    def hw_id(self, kind: str, axis: str) -> str:
+        return f"((int){_HW[kind]}({_AXIS[axis]}))"
+
+    def barrier(self) -> str:
+        return "barrier(CLK_LOCAL_MEM_FENCE);"
+
+    def int64_suffix(self, signed: bool) -> str:
+        return "L" if signed else "UL"
+
+    def math_call(self, fn: str, args: str, double: bool) -> str:
+        if fn == "rcbrt":
+            return f"(1.0{'' if double else 'f'} / cbrt({args}))"
+        if fn in ("erfinv", "erfcinv"):
+            raise NotImplementedError(f"builtin {fn} has no OpenCL implementation yet")
+        return super().math_call(fn, args, double)
+
+    def preamble(self) -> list[str]:
+        return ["#pragma OPENCL EXTENSION cl_khr_fp64 : enable"] if uses_double(self.k) else []
+
+
+class OpenCLTarget(Target):
+    name = "opencl"
+    device_type = "cpu"
+    strategy = "gpu"
+    printer = OpenCLPrinter
+
+    def available(self) -> bool:
+        from codegen.opencl import pocl_device
+        from tc.errors import TcBackendError
+
+        try:
+            pocl_device()
+        except TcBackendError:
+            return False
+        return True
+
+    def unavailable_reason(self) -> str:
+        return "PoCL is not available; install pocl-binary-distribution"
+
+    def limits(self) -> LaunchLimits:
+        from codegen.opencl import device_limits
+
+        return device_limits()
+
+    def shared_memory_bytes(self) -> int:
+        return SHARED_BYTES
+
+    def build(self, kernels: Sequence[k.Kernel], binaries: Sequence[bytes | None] | None,
+              arch: str | None) -> list[Any]:
+        from codegen.opencl import build_program, program_from_binary
+
+        return [build_program(self.source(kern)) if binaries is None or binaries[i] is None
+                else program_from_binary(binaries[i]) for i, kern in enumerate(kernels)]
+
+    def binaries(self, handles: Sequence[Any]) -> list[bytes | None]:
+        from codegen.opencl import program_binary
+
+        return [program_binary(p) for p in handles]
+
+    def launch(self, handle: Any, kernel: k.Kernel, args: Sequence[KernelArg]) -> None:
+        from codegen.opencl import launch
+
+        launch(handle, kernel.name, kernel.grid, kernel.block, args)
+
+    def device_text(self, arch: str | None = None, device_index: int | None = None) -> str:
+        from codegen.opencl import pocl_device
+        from codegen.targets.c import cpu_model
+
+        dev = pocl_device()[0].devices[0]
+        return f"{dev.name} ({dev.version}); cpu {cpu_model()}"
+
+    def versions_text(self) -> str:
+        import pyopencl
+
+        from codegen.opencl import pocl_device
+
+        platform = pocl_device()[0].devices[0].platform
+        return f"pyopencl {pyopencl.VERSION_TEXT}; {platform.version.strip()}"
