@@ -188,6 +188,9 @@ class SearchSpace:
         params.append(Parameter("private_depth", tuple(range(0, 2 * depth + 1))))
         if gpu:
             params.append(Parameter("shared_depth", tuple(range(0, 2 * depth + 1))))
+        else:
+            # One value: new draws time at the fixed count; starting options keep theirs.
+            params.append(Parameter("cpu_threads", (cpu_threads,)))
         need = required_threads(fn, sizes, min_threads) if gpu else 1
         return cls(tuple(params), depth, limits, need, strategy, cpu_threads)
 
@@ -233,6 +236,7 @@ class SearchSpace:
         values["max_shared_memory"] = options.max_shared_memory
         values["private_depth"] = options.private_depth
         values["shared_depth"] = options.shared_depth
+        values["cpu_threads"] = options.cpu_threads
         return tuple(values[name] for name in self.names)
 
     def options(self, genome: Genome) -> MappingOptions:
@@ -246,7 +250,7 @@ class SearchSpace:
             o.maxSharedMemory(v["max_shared_memory"])
             o.sharedDepth(v["shared_depth"])
         else:
-            o.cpuThreads(self.cpu_threads)
+            o.cpuThreads(v["cpu_threads"])
         o.unroll(v["unroll"])
         o.outerScheduleFusionStrategy(v["outer_fusion"])
         o.intraTileScheduleFusionStrategy(v["intra_fusion"])

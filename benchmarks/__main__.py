@@ -2,7 +2,9 @@
 
 Parses the options into :class:`benchmarks.runner.Settings`, runs
 :func:`benchmarks.runner.run`, prints the markdown report and writes it with its JSON
-and chart (``--out``, default ``benchmarks/results/``). See :mod:`benchmarks.runner`.
+and chart (``--out``, default ``benchmarks/results/``; :mod:`benchmarks.report`). See
+:mod:`benchmarks.runner`. Names are checked before anything runs, so that a typo in
+``--kernels`` or ``--backends`` does not cost a probe and a row of error cells.
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.runner import RESULTS_DIR, Settings, default_name, run, write_report
+from benchmarks.report import write_report
+from benchmarks.runner import BACKENDS, RESULTS_DIR, Settings, default_name, run
 from tc import catalogue
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``python -m benchmarks``."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks",
-                                description="tc against torch eager and torch.compile")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="tc against torch eager, torch.compile and the roofline bound")
     p.add_argument("--quick", action="store_true",
                    help="each kernel's first test size (small), few runs, tiny tuning")
     p.add_argument("--kernels", default="", help="comma-separated catalogue kernels (all)")
-    p.add_argument("--backends", default="", help="comma-separated: opencl, cuda (available)")
+    p.add_argument("--backends", default="",
+                   help=f"comma-separated: {', '.join(BACKENDS)} (default: cpu, and cuda "
+                   "when a CUDA device is present; opencl only when named)")
     p.add_argument("--runs", type=int, help="timed calls per cell, median (20; quick 5)")
     p.add_argument("--warmup", type=int, help="untimed calls first (3; quick 1)")
     p.add_argument("--budget", type=float, default=10.0,
@@ -35,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--no-cache-latency", action="store_true",
                    help="skip the fresh-process cache latency")
-    p.add_argument("--threads", type=int,
-                   help="torch.set_num_threads for torch eager and torch.compile (as is)")
+    p.add_argument("--no-roofline", action="store_true",
+                   help="skip the peak FLOP/s and bandwidth probe and the per-row bound")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads for torch eager, "
+                   "torch.compile and the roofline probe (as is)")
     p.add_argument("--cache-file", help="the tuning cache (default: a temporary file)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory of the report")
     p.add_argument("--name", help="report file name without extension (a timestamp)")
@@ -60,7 +68,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     pop_size=pick(args.pop_size, 10, 4), tune=not args.no_tune,
                     torch_compile=not args.no_torch_compile,
                     cache_latency=not args.no_cache_latency, cache_file=args.cache_file,
-                    torch_threads=args.threads)
+                    torch_threads=args.threads, roofline=not args.no_roofline)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown kernel {name!r}; the catalogue has "
                          f"{', '.join(catalogue.KERNELS)}")
     for backend in s.backends:
-        if backend not in ("opencl", "cuda"):
-            parser.error(f"unknown backend {backend!r}; choose opencl or cuda")
+        if backend not in BACKENDS:
+            parser.error(f"unknown backend {backend!r}; choose among {', '.join(BACKENDS)}")
     report = run(s)
     paths = write_report(report, args.out, args.name or default_name(s.quick))
     print(paths["md"].read_text())

@@ -91,15 +91,17 @@ def _child(kind: str, kernel_name: str, sizes: dict[str, int], backend: str,
     from tc.options import MappingOptions
 
     imported = time.perf_counter() - t0
+    from benchmarks.runner import BACKEND_DEVICES
+
     kernel = catalogue.get(kernel_name)
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = BACKEND_DEVICES[backend]
     inputs = tuple(t.to(device) for t in
                    kernel.make_inputs(sizes, torch.Generator().manual_seed(0)))
     expected = kernel.reference(*inputs)
     t1 = time.perf_counter()
     if backend == "cuda":
         torch.cuda.synchronize()
-    else:
+    elif backend == "opencl":  # the native CPU target has no device to set up
         from codegen.opencl import pocl_device
 
         pocl_device()
@@ -205,11 +207,11 @@ def _fill_cache(kernel_name: str, sizes: dict[str, int], backend: str, cache_fil
     """A tiny tuning of the kernel stored in ``cache_file``; returns its best options."""
     import torch
 
-    from benchmarks.runner import Settings, autotune
+    from benchmarks.runner import BACKEND_DEVICES, Settings, autotune
     from tc import catalogue
 
     kernel = catalogue.get(kernel_name)
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = BACKEND_DEVICES[backend]
     inputs = tuple(t.to(device) for t in
                    kernel.make_inputs(sizes, torch.Generator().manual_seed(0)))
     # quick: no minimum of launched threads, so that tiny sizes have valid candidates.

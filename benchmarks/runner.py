@@ -1,12 +1,15 @@
-"""The benchmark runner: tc against torch eager and ``torch.compile`` on the same tensors.
+"""The benchmark runner: tc against torch eager, ``torch.compile`` and the roofline bound.
 
-    python -m benchmarks [--quick] [--kernels tmm,softmax] [--backends opencl]
+    python -m benchmarks [--quick] [--kernels tmm,softmax] [--backends cpu,opencl]
         [--runs N] [--warmup N] [--generations G] [--pop-size P] [--no-tune]
-        [--no-torch-compile] [--no-cache-latency] [--threads N] [--out DIR] [--name NAME]
+        [--no-torch-compile] [--no-cache-latency] [--no-roofline] [--threads N]
+        [--out DIR] [--name NAME]
 
 For each kernel of ``tc.catalogue`` (its first test size with ``--quick``, its first
-benchmark size otherwise) and each available back end ("opencl" on PoCL's CPU device,
-"cuda" when a CUDA device is present), one row of four cells on the same tensors:
+benchmark size otherwise) and each back end (:data:`BACKENDS`; by default "cpu", the
+native C + OpenMP target, and "cuda" when a CUDA device is present; "opencl" on
+PoCL's CPU device only when asked, as it is the slow check of GPU-faithful code), one
+row of four cells on the same tensors:
 
 * ``eager``: the catalogue's torch reference, whose outputs are the expected values;
 * ``compile``: ``torch.compile(reference)`` (an error is recorded in its cell);
@@ -14,14 +17,19 @@ benchmark size otherwise) and each available back end ("opencl" on PoCL's CPU de
 * ``tuned``: the options of ``tc.autotune`` (skipped, with a note, without it).
 
 Every cell is checked against the eager outputs with the kernel's rtol/atol before it
-is timed; a wrong or crashing cell is reported as such and never timed. Times are the
-median of ``--runs`` calls after ``--warmup`` untimed ones (``time.perf_counter`` on
-the CPU, CUDA events on a GPU), each call as a user makes it (for tc: output
-allocation, every launch and the read of the error flag). Ratios are tc / torch: below
-1, tc is faster. The report (markdown printed and written, JSON, a bar chart of the
-ratios) goes to ``benchmarks/results/NAME.{md,json,png}``, with the tuning throughput
-(candidates per minute) and the latency of a cache hit in a fresh process against a
-cold compile (:mod:`benchmarks.cache_latency`).
+is timed; a wrong or crashing cell is reported as such and never timed, and never
+stops the run. Times are the median of ``--runs`` calls after ``--warmup`` untimed
+ones (``time.perf_counter`` on the CPU, CUDA events on a GPU), each call as a user
+makes it (for tc: output allocation, every launch and the read of the error flag).
+Ratios are tc / torch: below 1, tc is faster.
+
+Before the rows, :mod:`benchmarks.roofline` measures the machine's peak FLOP/s and
+bandwidth at the run's thread count; each CPU row gets its bound, ``max(flops / peak,
+compulsory bytes / bandwidth)``, and every time is also reported as a multiple of it.
+The report (:mod:`benchmarks.report`: markdown printed and written, JSON, a chart of
+the ratios) goes to ``benchmarks/results/NAME.{md,json,png}``, with geomeans over
+kernel subsets, the tuning throughput (candidates per minute) and the latency of a
+cache hit in a fresh process against a cold compile (:mod:`benchmarks.cache_latency`).
 """
 
 from __future__ import annotations
@@ -42,17 +50,30 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks import cache_latency, gpu_timing
+from benchmarks import cache_latency, gpu_timing, roofline
+from benchmarks.roofline import Peaks, Roofline
+from codegen.targets import TARGETS
 from tc import catalogue
 
 log = logging.getLogger(__name__)
 
+#: The back ends the runner can time, with the torch device their tensors live on: the
+#: compiler's registry of targets is the one list of valid ``--backends`` names, so
+#: that a new target is benchmarked without touching the runner.
+BACKEND_DEVICES = {name: t.device_type for name, t in TARGETS.items()}
+BACKENDS = tuple(BACKEND_DEVICES)
 #: The cells of a row, in table order.
 COLUMNS = ("eager", "compile", "naive", "tuned")
 #: The ratios of a row: (tc cell, torch cell), reported as tc / torch.
 RATIOS = (("naive", "eager"), ("naive", "compile"), ("tuned", "eager"), ("tuned", "compile"))
+#: Each cell against the roofline bound (``"bound"`` stands for the row's bound).
+BOUND_RATIOS = (("naive", "bound"), ("tuned", "bound"), ("eager", "bound"),
+                ("compile", "bound"))
+#: What tuning bought: naive / tuned (2 means the tuned options run twice as fast).
+TUNING_RATIO = ("naive", "tuned")
+ALL_RATIOS = (*RATIOS, TUNING_RATIO, *BOUND_RATIOS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the roofline (machine peaks, per-row work and bound)
 #: A cell whose median is more than this many times its fastest call is flagged noisy.
 NOISY = 5.0
 
@@ -76,6 +97,7 @@ class Settings:
     cache_latency: bool = True
     cache_file: str | None = None
     torch_threads: int | None = None  # torch.set_num_threads for the run (None: as is)
+    roofline: bool = True  # probe the machine's peaks and report each row's bound
 
 
 @dataclass(frozen=True)
@@ -117,30 +139,40 @@ class Row:
     backend: str
     cells: dict[str, Cell]
     tuning: Tuning | None = None
+    roofline: Roofline | None = None
 
-    def ratio(self, tc_col: str, torch_col: str) -> float | None:
-        """Median of ``tc_col`` over median of ``torch_col``, when both were timed."""
-        a, b = self.cells[tc_col], self.cells[torch_col]
-        if a.status != "ok" or b.status != "ok" or not b.ms:
+    def _ms(self, col: str) -> float | None:
+        if col == "bound":
+            return self.roofline.bound_ms if self.roofline else None
+        cell = self.cells[col]
+        return cell.ms if cell.status == "ok" else None
+
+    def ratio(self, num: str, den: str) -> float | None:
+        """Median of cell ``num`` over median of cell ``den`` (or over the roofline bound
+        for ``den == "bound"``), when both are known."""
+        a, b = self._ms(num), self._ms(den)
+        if a is None or not b:
             return None
-        return a.ms / b.ms
+        return a / b
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for c in COLUMNS:
             d["cells"][c]["noisy"] = self.cells[c].noisy
-        d["ratios"] = {f"{a}/{b}": self.ratio(a, b) for a, b in RATIOS}
+        d["ratios"] = {f"{a}/{b}": self.ratio(a, b) for a, b in ALL_RATIOS}
         return d
 
 
 # -- measuring -------------------------------------------------------------------------------
 
 
-def available_backends() -> tuple[str, ...]:
-    """"opencl" (PoCL on the CPU) always, "cuda" when a CUDA device is present."""
+def default_backends() -> tuple[str, ...]:
+    """The back ends measured when none is named: "cpu" always, "cuda" when a CUDA
+    device is present. "opencl" (PoCL) only when asked: it runs the GPU-faithful
+    kernels on the CPU, a correctness check far slower than the native CPU target."""
     from codegen.nvrtc import cuda_device_available
 
-    return ("opencl", "cuda") if cuda_device_available() else ("opencl",)
+    return ("cpu", "cuda") if cuda_device_available() else ("cpu",)
 
 
 def tuner_available() -> bool:
@@ -211,8 +243,13 @@ def mismatch(actual: Outputs, expected: Outputs, rtol: float, atol: float) -> st
 
 
 def _short(e: BaseException) -> str:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {first}"[:300]
+    """The exception's first line; when that line only introduces what follows (a C
+    compiler's command ending in ":"), with the first diagnostic that says "error"."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    if first.endswith(":") and len(lines) > 1:
+        first += " " + next((ln for ln in lines[1:] if "error" in ln), lines[1])
+    return f"{type(e).__name__}: {first}"[:400]
 
 
 def measure(make: Callable[[], Callable[[], Outputs]], expected: Outputs | None,
@@ -277,7 +314,7 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
     import tc
     from tc.options import MappingOptions
 
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = BACKEND_DEVICES[backend]
     sizes = dict(sizes)
     inputs = kernel.make_inputs(sizes, torch.Generator().manual_seed(0))
     inputs = tuple(t.to(device) for t in inputs)
@@ -331,7 +368,8 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
 
 
 def machine_facts() -> dict[str, Any]:
-    """CPU model and cores, torch and tc versions, the PoCL device, the CUDA GPU if any."""
+    """CPU model and cores, torch and tc versions, the C compiler, the thread settings
+    of the OpenMP and PoCL runtimes, the PoCL device, the CUDA GPU if any."""
     import tc
 
     cpu = platform.processor() or platform.machine()
@@ -352,15 +390,26 @@ def machine_facts() -> dict[str, Any]:
     from codegen.nvrtc import cuda_device_available
 
     gpu = torch.cuda.get_device_name(0) if cuda_device_available() else "no CUDA GPU"
+    return {"cpu": cpu, "processor": platform.processor() or None, "cores": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "tc": tc.__version__, "python": platform.python_version(),
+            "c_compiler": _first_line(["gcc", "--version"]),
+            # The native CPU kernels use OpenMP and PoCL its own pthreads: --threads sets
+            # torch's count only, so record what the others were told.
+            "thread_env": {v: os.environ.get(v) for v in
+                           ("OMP_NUM_THREADS", "POCL_MAX_PTHREAD_COUNT")},
+            "pocl_device": pocl, "cuda_gpu": gpu,
+            "commit": _first_line(["git", "rev-parse", "--short", "HEAD"])}
+
+
+def _first_line(cmd: Sequence[str]) -> str | None:
+    """The first line a command prints (None if it cannot run)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent,
+                             timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "tc": tc.__version__,
-            "python": platform.python_version(), "pocl_device": pocl, "cuda_gpu": gpu,
-            "commit": commit or None}
+        return None
+    return out.splitlines()[0] if out else None
 
 
 def _loadavg() -> list[float] | None:
@@ -379,18 +428,44 @@ def select_kernels(names: Sequence[str]) -> list[catalogue.Kernel]:
     return [catalogue.get(n) for n in names]
 
 
+def probe_peaks(s: Settings, when: str = "start") -> tuple[Peaks | None, str]:
+    """The machine's peaks (:func:`benchmarks.roofline.measure_peaks`) or why there are
+    none: ``--no-roofline``, or a failed probe (recorded, the run goes on)."""
+    if not s.roofline:
+        return None, "--no-roofline"
+    try:
+        return replace(roofline.measure_peaks(), when=when), ""
+    except Exception as e:  # e.g. no memory for the 512 MiB copy: rows without bounds
+        log.warning("roofline probe failed: %s", _short(e))
+        return None, f"the probe failed: {_short(e)}"
+
+
+def row_roofline(work: Roofline, backend: str, peaks: Peaks | None, why: str) -> Roofline:
+    """A row's work with its bound: on a CPU back end, from the measured peaks; a GPU
+    row keeps its work but gets no bound (the peaks are the CPU's)."""
+    if BACKEND_DEVICES[backend] != "cpu":
+        return replace(work, note=work.note or "no bound: the peaks measured are the CPU's")
+    if peaks is None:
+        return replace(work, note=work.note or f"no bound: {why}")
+    return roofline.with_bound(work, peaks)
+
+
 def run(s: Settings, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; returns the report (the JSON document)."""
+    from benchmarks import report  # imported here: it imports this module's constants
+
     started = time.perf_counter()
     load_before = _loadavg()
-    backends = s.backends or available_backends()
+    backends = s.backends or default_backends()
     kernels = select_kernels(s.kernels)
     jobs = [(k, b) for k in kernels for b in backends]
     rows: list[Row] = []
+    work: dict[str, Roofline] = {}
     threads = torch.get_num_threads()
     try:
         if s.torch_threads:
             torch.set_num_threads(s.torch_threads)
+        first, no_peaks = probe_peaks(s)  # at the thread count of the rows
         with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
             cache_file = s.cache_file or str(Path(tmp) / "tuning.cache")
             bar = tqdm(jobs, desc="benchmarks", unit="row", disable=not progress)
@@ -398,20 +473,34 @@ def run(s: Settings, progress: bool = True) -> dict[str, Any]:
                 bar.set_postfix_str(f"{kernel.name} on {backend}")
                 sizes = kernel.test_sizes[0] if s.quick else kernel.bench_sizes[0]
                 rows.append(bench_kernel(kernel, sizes, backend, s, cache_file))
+                if s.roofline and kernel.name not in work:
+                    work[kernel.name] = roofline.safe_kernel_work(kernel, sizes)
             latency = _cache_latency(rows, s, cache_file)
+        # Probed again at the end: others' work can only slow a probe down, so the
+        # faster of the two is nearer the machine's peak (and their gap shows the noise).
+        last = probe_peaks(s, "end")[0] if first else None
+        peaks = roofline.best_of([p for p in (first, last) if p]) if first else None
+        if s.roofline:
+            rows = [replace(r, roofline=row_roofline(work[r.kernel], r.backend, peaks,
+                                                     no_peaks)) for r in rows]
         machine = machine_facts()
     finally:
         torch.set_num_threads(threads)
     machine["load_average"] = {"start": load_before, "end": _loadavg()}
+    machine["peaks"] = peaks.as_dict() if peaks else {"available": False, "note": no_peaks}
+    if peaks:
+        machine["peaks"]["probes"] = [p.summary() for p in (first, last) if p]
     settings = asdict(s)
     settings["backends"] = list(backends)
     settings["kernels"] = [k.name for k in kernels]
+    row_dicts = [r.as_dict() for r in rows]
     return {
         "schema": SCHEMA_VERSION,
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine,
         "settings": settings,
-        "rows": [r.as_dict() for r in rows],
+        "rows": row_dicts,
+        "geomeans": report.geomeans(row_dicts),
         "tuning": tuning_throughput(rows, s),
         "cache_latency": latency,
         "elapsed_s": time.perf_counter() - started,
@@ -419,17 +508,24 @@ def run(s: Settings, progress: bool = True) -> dict[str, Any]:
 
 
 def tuning_throughput(rows: Sequence[Row], s: Settings) -> dict[str, Any]:
-    """Candidates evaluated per minute of tuning, over every tuned row."""
-    tuned = [r.tuning for r in rows if r.tuning is not None]
+    """Candidates evaluated per minute of tuning, over every tuned row and per back end
+    (a PoCL candidate and a native CPU candidate cost very different times)."""
+    tuned = [r for r in rows if r.tuning is not None]
     if not tuned:
         why = "--no-tune" if not s.tune else "the autotuner is not available"
         return {"available": False, "note": why}
-    seconds = sum(t.seconds for t in tuned)
-    candidates = sum(t.candidates for t in tuned)
-    return {"available": True, "tunings": len(tuned), "candidates": candidates,
-            "valid": sum(t.valid for t in tuned), "seconds": seconds,
-            "candidates_per_minute": 60.0 * candidates / seconds if seconds > 0 else None,
-            "generations": s.generations, "pop_size": s.pop_size}
+
+    def summary(sel: Sequence[Row]) -> dict[str, Any]:
+        seconds = sum(r.tuning.seconds for r in sel)
+        candidates = sum(r.tuning.candidates for r in sel)
+        return {"tunings": len(sel), "candidates": candidates,
+                "valid": sum(r.tuning.valid for r in sel), "seconds": seconds,
+                "candidates_per_minute": 60.0 * candidates / seconds if seconds > 0 else None}
+
+    backends = dict.fromkeys(r.backend for r in tuned)
+    return {"available": True, **summary(tuned), "generations": s.generations,
+            "pop_size": s.pop_size,
+            "per_backend": {b: summary([r for r in tuned if r.backend == b]) for b in backends}}
 
 
 def _cache_latency(rows: Sequence[Row], s: Settings, cache_file: str) -> dict[str, Any]:
@@ -451,136 +547,7 @@ def _cache_latency(rows: Sequence[Row], s: Settings, cache_file: str) -> dict[st
         return {"available": False, "note": f"measuring failed: {_short(e)}"}
 
 
-# -- the report ------------------------------------------------------------------------------
-
-
-def _fmt_load(load: Mapping[str, list[float] | None]) -> str:
-    return " -> ".join(f"{when}: " + "/".join(f"{x:.2f}" for x in v)
-                       for when, v in load.items() if v)
-
-
-def _fmt_ms(ms: float) -> str:
-    return f"{ms:.0f}" if ms >= 100 else f"{ms:.2f}" if ms >= 1 else f"{ms:.4f}"
-
-
-def _fmt_ratio(r: float | None) -> str:
-    if r is None:
-        return "-"
-    return f"{r:.0f}" if r >= 100 else f"{r:.1f}" if r >= 10 else f"{r:.2f}" if r >= 0.1 \
-        else f"{r:.3g}"
-
-
-def _fmt_cell(c: Mapping[str, Any]) -> str:
-    if c["status"] == "ok":
-        return _fmt_ms(c["ms"]) + (" (!)" if c.get("noisy") else "")
-    return {"wrong": "WRONG", "error": "error", "skipped": "-"}[c["status"]]
-
-
-def to_markdown(report: Mapping[str, Any]) -> str:
-    """The report as markdown: machine facts, the table, notes, tuning and cache latency."""
-    m, st = report["machine"], report["settings"]
-    lines = [f"# tc benchmarks: {report.get('name', '')}".rstrip(": "), "",
-             f"- date: {report['date']}",
-             f"- CPU: {m['cpu']}, {m['cores']} cores (torch uses {m['torch_threads']} threads)"
-             + (f"; load average (1/5/15 min) {_fmt_load(m['load_average'])}"
-                if m.get("load_average") else ""),
-             f"- torch {m['torch']}, tc {m['tc']}, Python {m['python']}"
-             + (f", commit {m['commit']}" if m.get("commit") else ""),
-             f"- OpenCL device (PoCL): {m['pocl_device']}",
-             f"- CUDA: {m['cuda_gpu']}",
-             f"- sizes: {'first test size (--quick)' if st['quick'] else 'first benchmark size'}"
-             f"; median of up to {st['runs']} runs after {st['warmup']} warm-up calls"
-             f"; tuning: {st['generations']} generations x {st['pop_size']} candidates", "",
-             "Times in milliseconds. Ratios are tc / torch: below 1, tc is faster. "
-             "WRONG: outputs differ from torch eager (not timed). (!): noisy, the median "
-             f"is over {NOISY:g}x the fastest call (other processes held the cores).", ""]
-    head = ["kernel", "sizes", "backend", "eager ms", "torch.compile ms", "tc naive ms",
-            "tc tuned ms"] + [f"{a}/{b}" for a, b in RATIOS]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    notes = []
-    for r in report["rows"]:
-        sizes = " ".join(f"{k}={v}" for k, v in r["sizes"].items())
-        cells = [_fmt_cell(r["cells"][c]) for c in COLUMNS]
-        ratios = [_fmt_ratio(r["ratios"][f"{a}/{b}"]) for a, b in RATIOS]
-        lines.append("| " + " | ".join([r["kernel"], sizes, r["backend"], *cells, *ratios])
-                     + " |")
-        for c in COLUMNS:
-            cell = r["cells"][c]
-            if cell["status"] in ("wrong", "error") or (cell["status"] == "skipped"
-                                                         and c != "tuned"):
-                notes.append(f"- {r['kernel']} ({r['backend']}), {c}: {cell['status']}: "
-                             f"{cell['note']}")
-            elif cell.get("noisy"):
-                notes.append(f"- {r['kernel']} ({r['backend']}), {c}: noisy: median "
-                             f"{_fmt_ms(cell['ms'])} ms, fastest {_fmt_ms(cell['min_ms'])} ms")
-    if notes:
-        lines += ["", "Notes:", "", *notes]
-    t = report["tuning"]
-    lines += ["", "## Tuning throughput", ""]
-    if t["available"]:
-        lines.append(f"{t['candidates_per_minute']:.1f} candidates per minute: "
-                     f"{t['candidates']} candidates ({t['valid']} valid) evaluated in "
-                     f"{t['seconds']:.1f} s of tuning over {t['tunings']} tunings of "
-                     f"{t['generations']} generations x {t['pop_size']} candidates (counted "
-                     "from the tuner's result; wall time of the whole tuning, reference "
-                     "outputs included).")
-    else:
-        lines.append(f"Not measured: {t['note']}.")
-    lines += ["", "## Cache hit in a fresh process vs cold compile", ""]
-    lat = report["cache_latency"]
-    lines.append(cache_latency.describe(lat) if lat.get("available")
-                 else f"Not measured: {lat['note']}.")
-    lines += ["", f"Run time: {report['elapsed_s']:.0f} s.", ""]
-    return "\n".join(lines)
-
-
-def plot_ratios(report: Mapping[str, Any], path: Path) -> None:
-    """A horizontal bar chart of every row's ratios (log scale, a line at 1) as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["rows"]
-    # Only the ratios measured somewhere get a bar series (no tuner: no tuned bars).
-    keys = [k for k in (f"{a}/{b}" for a, b in RATIOS)
-            if any(r["ratios"][k] is not None for r in rows)]
-    height = 0.8 / max(1, len(keys))
-    fig, ax = plt.subplots(figsize=(9, 2 + 0.1 * (len(keys) + 1) * max(1, len(rows))),
-                           layout="constrained")
-    for j, key in enumerate(keys):
-        ys = [i + (j - (len(keys) - 1) / 2) * height for i in range(len(rows))]
-        vals = [r["ratios"][key] if r["ratios"][key] is not None else float("nan")
-                for r in rows]
-        ax.barh(ys, vals, height=height, label=f"tc {key}")
-    ax.set_yticks(range(len(rows)), [f"{r['kernel']} ({r['backend']})" for r in rows])
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    if keys:
-        ax.set_xscale("log")
-        fig.legend(loc="outside lower center", ncol=len(keys), fontsize="small",
-                   frameon=False)
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlabel("time ratio tc / torch (below 1: tc faster; no bar: not measured)")
-    ax.set_title(f"tc vs torch: {report.get('name', '')}")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def write_report(report: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
-    """Write NAME.md, NAME.json and NAME.png under ``out``; returns their paths."""
-    import json
-
-    out.mkdir(parents=True, exist_ok=True)
-    report["name"] = name
-    paths = {ext: out / f"{name}.{ext}" for ext in ("md", "json", "png")}
-    paths["json"].write_text(json.dumps(report, indent=1) + "\n")
-    paths["md"].write_text(to_markdown(report))
-    try:
-        plot_ratios(report, paths["png"])
-    except ImportError as e:  # the chart is optional; the table and JSON are the report
-        log.warning("no chart (%s): pip install matplotlib", e)
-        del paths["png"]
-    return paths
+# -- naming ---------------------------------------------------------------------------------
 
 
 def default_name(quick: bool) -> str:
@@ -588,7 +555,7 @@ def default_name(quick: bool) -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if quick else "")
 
 
-__all__ = ["COLUMNS", "RATIOS", "RESULTS_DIR", "Cell", "Row", "Settings", "Tuning",
-           "bench_kernel", "default_name", "machine_facts", "measure", "mismatch",
-           "plot_ratios", "run", "time_ms", "to_markdown", "tuning_throughput",
-           "write_report"]
+__all__ = ["ALL_RATIOS", "BACKENDS", "BACKEND_DEVICES", "BOUND_RATIOS", "COLUMNS", "RATIOS",
+           "RESULTS_DIR", "TUNING_RATIO", "Cell", "Row", "Settings", "Tuning", "bench_kernel",
+           "default_backends", "default_name", "machine_facts", "measure", "mismatch",
+           "probe_peaks", "row_roofline", "run", "time_ms", "tuning_throughput"]

@@ -31,6 +31,7 @@ from autotuner.cache import (
     default_cache_path,
 )
 from codegen import stats
+from codegen.targets import default_target
 from tc.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,11 @@ def _expected(x, W, bias) -> torch.Tensor:
     return torch.relu(x @ W.T + bias)
 
 
-def _key(text: str = FC, inputs=None, backend: str = "opencl", arch=None) -> CacheKey:
+#: What ``backend=None`` runs CPU tensors on (the cpu target where a C compiler exists).
+DEFAULT = default_target("cpu").name
+
+
+def _key(text: str = FC, inputs=None, backend: str = DEFAULT, arch=None) -> CacheKey:
     fn = tc.define(text)[tc.define(text).entry_points[0]]
     return cache_key(fn.canonical, fn.name, fn.bind(*(inputs or _inputs())), backend, arch)
 
@@ -72,7 +77,7 @@ def _fake_key(i: int | str) -> CacheKey:
 @pytest.fixture(scope="module")
 def tuned_artifact() -> bytes:
     """The artefact of FC under TUNED for ``_inputs()`` (what a tuner would store)."""
-    return tc.compile(FC, "fc_relu", TUNED, *_inputs(), backend="opencl").artifact()
+    return tc.compile(FC, "fc_relu", TUNED, *_inputs(), backend=DEFAULT).artifact()
 
 
 @pytest.fixture(autouse=True)
@@ -354,10 +359,11 @@ FRESH = r"""
 import json, sys, torch, tc
 from codegen.stats import COUNTERS
 
-text, path = sys.argv[1], sys.argv[2]
+text, path, backend = sys.argv[1], sys.argv[2], sys.argv[3] or None
 g = torch.Generator().manual_seed(0)
 x, W, bias = (torch.randn(*s, generator=g) for s in ((5, 6), (3, 6), (3,)))
-T = tc.define(text, tc.make_load_from_cache_options_factory(path))
+T = tc.define(text, tc.make_load_from_cache_options_factory(path, backend=backend),
+              backend=backend)
 fn = T[T.entry_points[0]]
 y = fn(x, W, bias)
 again = fn(x, W, bias)
@@ -370,22 +376,29 @@ print(json.dumps({
 """
 
 
-def _fresh(text: str, path: Path) -> dict:
-    r = subprocess.run([sys.executable, "-c", FRESH, text, str(path)], cwd=ROOT,
+def _fresh(text: str, path: Path, backend: str = "") -> dict:
+    r = subprocess.run([sys.executable, "-c", FRESH, text, str(path), backend], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_a_fresh_process_runs_the_stored_kernel_without_compiling(path, tuned_artifact) -> None:
-    CompilationCache(path).store(_key(), TUNED, [0.001], tuned_artifact)
-    out = _fresh(FC, path)
+@pytest.mark.parametrize("backend, build, load", [
+    ("opencl", "opencl_build", "opencl_load_binary"),
+    ("", "cc_compile", "cc_load_binary"),  # backend=None: the cpu target
+])
+def test_a_fresh_process_runs_the_stored_kernel_without_compiling(path, backend: str,
+                                                                  build: str, load: str) -> None:
+    target = backend or "cpu"
+    artifact = tc.compile(FC, "fc_relu", TUNED, *_inputs(), backend=target).artifact()
+    CompilationCache(path).store(_key(backend=target), TUNED, [0.001], artifact)
+    out = _fresh(FC, path, backend)
     assert out["error"] < 1e-5 and out["same"]
     assert tc.MappingOptions.deserialize(out["options"]) == TUNED
     counters = out["counters"]
     assert counters.get("compile_program", 0) == 0
-    assert counters.get("opencl_build", 0) == 0
-    assert counters.get("opencl_load_binary", 0) >= 1
+    assert counters.get(build, 0) == 0
+    assert counters.get(load, 0) >= 1
 
 
 def _run_with_factory(text: str, path: Path) -> tuple[torch.Tensor, int, tc.MappingOptions]:
@@ -470,7 +483,7 @@ def test_cli(path, tmp_path, capsys, monkeypatch) -> None:
     assert main(["cache", "--cache", str(path), "list"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith(key.digest[:12]))
-    assert "fc_relu" in row and "float32[5,6]/[6,1]" in row and "opencl" in row
+    assert "fc_relu" in row and "float32[5,6]/[6,1]" in row and DEFAULT in row
     assert "3 ms" in row and row.split()[-1] == "2"
     assert main(["cache", "show", key.digest[:8], "--cache", str(path)]) == 0
     out = capsys.readouterr().out

@@ -14,6 +14,7 @@ import torch
 import tc
 from autotuner import evaluate
 from autotuner.tuner import TunerConfig, tune
+from codegen.targets import default_target
 from tc.catalogue import KERNELS
 from tc.cli import main
 from tc.options import MappingOptions
@@ -101,7 +102,8 @@ def test_crashing_and_hanging_candidates_cost_one_candidate_each(monkeypatch) ->
     monkeypatch.setattr(evaluate, "FAULTS", [evaluate.fault("crash", options=crash),
                                              evaluate.fault("hang", options=hang)])
     result = tune(LANG, "scale", _x(), starting_options=[MappingOptions("naive"), crash, hang],
-                  tuner_config=_config())
+                  backend="opencl",  # the faults name GPU options
+                      tuner_config=_config())
     statuses = {c.options: c.outcome.status for c in result.candidates}
     assert statuses[crash] == "crash" and statuses[hang] == "timeout"
     assert result.count("crash") == 1 and result.count("timeout") == 1
@@ -115,7 +117,8 @@ def test_ctrl_c_returns_the_best_so_far(monkeypatch) -> None:
     monkeypatch.setattr(evaluate, "FAULTS", [evaluate.fault("interrupt", options=trigger,
                                                             pid=os.getpid())])
     result = tune(LANG, "scale", _x(), starting_options=[MappingOptions("naive"), trigger],
-                  tuner_config=_config(generations=5))
+                  backend="opencl",  # the faults name GPU options
+                      tuner_config=_config(generations=5))
     assert result.interrupted
     assert len(result.generations) == 1  # stopped in the first generation
     # The candidate in flight and those after it were not run (candidates turned away
@@ -155,7 +158,8 @@ def test_store_then_load_from_the_cache(tmp_path) -> None:
     from autotuner.cache import CompilationCache, cache_key
 
     unit = tc.define(LANG, backend="reference")
-    key = cache_key(unit["scale"].canonical, "scale", unit["scale"].bind(x), "opencl")
+    key = cache_key(unit["scale"].canonical, "scale", unit["scale"].bind(x),
+                    default_target("cpu").name)
     entries = CompilationCache(cache_file).lookup(key)
     assert entries[0].options == stored and entries[0].artifact is not None
     assert 1 < len(entries) <= 4 and all(len(e.times) == 3 for e in entries)

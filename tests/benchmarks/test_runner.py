@@ -17,6 +17,7 @@ import torch
 
 import tc
 from benchmarks import cache_latency, runner
+from benchmarks import report as report_mod
 from benchmarks.__main__ import main
 from benchmarks.runner import Settings, bench_kernel, mismatch, time_ms
 from tc import catalogue
@@ -28,11 +29,12 @@ FAST = Settings(runs=2, warmup=0, torch_compile=False, tune=False, cache_latency
 
 def test_quick_run_writes_markdown_json_and_chart(tmp_path) -> None:
     start = time.perf_counter()
-    assert main(["--quick", "--kernels", "tmm", "--runs", "1", "--warmup", "0", "--no-tune",
-                 "--no-cache-latency", "--out", str(tmp_path), "--name", "t"]) == 0
+    assert main(["--quick", "--kernels", "tmm", "--backends", "opencl", "--runs", "1",
+                 "--warmup", "0", "--no-tune", "--no-cache-latency", "--no-roofline",
+                 "--out", str(tmp_path), "--name", "t"]) == 0
     report = json.loads((tmp_path / "t.json").read_text())
-    assert set(report) >= {"schema", "date", "machine", "settings", "rows", "tuning",
-                           "cache_latency", "elapsed_s", "name"}
+    assert set(report) >= {"schema", "date", "machine", "settings", "rows", "geomeans",
+                           "tuning", "cache_latency", "elapsed_s", "name"}
     assert set(report["machine"]) >= {"cpu", "cores", "torch", "pocl_device", "cuda_gpu"}
     assert report["machine"]["torch"] == torch.__version__
     assert 0 < report["elapsed_s"] < time.perf_counter() - start + 1
@@ -57,12 +59,15 @@ def test_quick_run_writes_markdown_json_and_chart(tmp_path) -> None:
     assert "| kernel | sizes | backend | eager ms |" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| tmm | M=3 N=5 K=7 | opencl | "))
     shown = [c.strip() for c in line.strip("|").split("|")]
-    assert len(shown) == 11 and shown[6] == "-"  # no tuned time
+    assert len(shown) == 12 and shown[6] == "-"  # no tuned time
     for col, value in zip(("eager", "compile", "naive"), shown[3:6], strict=True):
         assert float(value) == pytest.approx(cells[col]["ms"], rel=0.01, abs=1e-4)
     assert float(shown[7]) == pytest.approx(row["ratios"]["naive/eager"], rel=0.01, abs=0.01)
     assert float(shown[8]) == pytest.approx(row["ratios"]["naive/compile"], rel=0.01, abs=0.01)
-    assert shown[9:] == ["-", "-"]
+    assert shown[9:] == ["-", "-", "-"]
+    assert report["machine"]["peaks"] == {"available": False, "note": "--no-roofline"}
+    assert row["roofline"] is None and row["ratios"]["naive/bound"] is None
+    assert "## Against the roofline bound" not in md
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -94,7 +99,7 @@ def test_a_wrong_tc_result_is_reported_and_not_timed(monkeypatch) -> None:
               "machine": runner.machine_facts(), "settings": {**vars(FAST), "quick": True},
               "rows": [row.as_dict()], "tuning": {"available": False, "note": "x"},
               "cache_latency": {"available": False, "note": "y"}}
-    md = runner.to_markdown(report)
+    md = report_mod.to_markdown(report)
     assert "| moments | N=3 K=7 | opencl | " in md and "WRONG" in md
     assert "moments (opencl), naive: wrong: output 0: max |error| 1" in md
 
@@ -229,3 +234,12 @@ def test_report_says_cache_not_available_without_the_factory(monkeypatch) -> Non
     monkeypatch.delattr(tc, "make_load_from_cache_options_factory", raising=False)
     out = runner._cache_latency([], Settings(), "c.cache")
     assert out["available"] is False and out["note"].startswith("cache not available")
+
+
+def test_short_error_shows_the_compiler_diagnostic() -> None:
+    e = TcBackendError("C compilation failed (cc -O3 -fopenmp):\n/tmp/k.c:25:19: note: x\n"
+                       "/tmp/k.c:4:19: error: redefinition of 'f'\n")
+    assert runner._short(e) == ("TcBackendError: C compilation failed (cc -O3 -fopenmp): "
+                                "/tmp/k.c:4:19: error: redefinition of 'f'")
+    assert runner._short(ValueError("one line")) == "ValueError: one line"
+    assert runner._short(ValueError()) == "ValueError: "
