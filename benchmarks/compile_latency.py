@@ -43,6 +43,11 @@ def measure(kernel: catalogue.Kernel, runs: int, nvrtc: bool) -> dict[str, float
         compiled = compile_program(fn, MappingOptions("naive"), sizes, strides)
         for stage, seconds in compiled.timings.items():
             samples[stage].append(seconds)
+        # Kernels are printed for a target on demand: time printing them as CUDA C.
+        t_print = time.perf_counter()
+        for ck in compiled.kernels:
+            ck.source("cuda")
+        samples["print"].append(time.perf_counter() - t_print)
         if nvrtc:
             clear_compile_cache()
             t3 = time.perf_counter()

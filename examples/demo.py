@@ -72,8 +72,39 @@ def main() -> None:
     assert torch.allclose(C_cl, A @ B, atol=1e-4)
     print(f"matmul on PoCL: max |tc - torch| = {(C_cl - A @ B).abs().max().item():.2e}")
     gradients(T_cl, x, W, bias)
+    cpu_target()
     tune_and_reuse(A, B)
     print("\ndemo ok")
+
+
+def cpu_target() -> None:
+    """The native CPU target (C + OpenMP), what ``backend=None`` uses for CPU tensors:
+    fc_relu beside torch eager on the same tensors, medians of one run."""
+    import statistics
+    import time
+
+    x, W, bias = torch.randn(128, 512), torch.randn(512, 512), torch.randn(512)
+    T = tc.define(LANG)  # backend=None: CPU tensors go to the cpu target
+    y = T.fc_relu(x, W, bias)
+    ref = torch.relu(x @ W.T + bias)
+    assert torch.allclose(y, ref, atol=1e-3), (y - ref).abs().max()
+
+    def median(f, runs: int = 30) -> float:
+        f()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    t_tc = median(lambda: T.fc_relu(x, W, bias))
+    t_torch = median(lambda: torch.relu(x @ W.T + bias))
+    src = tc.compile(LANG, "fc_relu", None, x, W, bias, backend="cpu").kernels[0].source
+    print(f"\nfc_relu 128x512x512 on the cpu target (C + OpenMP, naive options; "
+          f"{'parallel' if 'omp parallel' in src else 'serial'} loops): "
+          f"{t_tc * 1e3:.3f} ms, torch eager {t_torch * 1e3:.3f} ms, "
+          f"tc / torch = {t_tc / t_torch:.1f}x (untuned; see python -m benchmarks)")
 
 
 def gradients(T: tc.TC, x: torch.Tensor, W: torch.Tensor, bias: torch.Tensor) -> None:
