@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-from codegen.compiler import compile_program, contiguous_strides
+from codegen.compiler import PIPELINE, compile_program, contiguous_strides
 from codegen.nvrtc import clear_compile_cache, compile_cuda
 from tc import catalogue
 from tc.ir.verify import verify
@@ -23,7 +23,7 @@ from tc.lang.parser import parse
 from tc.lang.sema import check_program
 from tc.options import MappingOptions
 
-STAGES = ("parse", "sema", "scop", "dependences", "schedule", "map", "lower", "print")
+STAGES = ("parse", "sema", *PIPELINE, "print")
 
 
 def measure(kernel: catalogue.Kernel, runs: int, nvrtc: bool) -> dict[str, float]:

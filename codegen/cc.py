@@ -3,8 +3,10 @@
 ``$CC`` (else ``cc``, ``gcc``, ``clang``, the first found) compiles with
 ``-O3 -march=native -fopenmp``. Never ``-ffast-math``: NaN and infinity behaviour must
 match the interpreter, and vectorised reductions get their freedom to reassociate
-from ``#pragma omp simd reduction``, not from the flags. ``-fwrapv`` because the IR
-wraps signed integer overflow, which C otherwise leaves undefined.
+from ``#pragma omp simd reduction``, not from the flags. No ``-fwrapv`` either,
+though the IR wraps signed overflow: the C printer wraps value arithmetic itself, and
+``-fwrapv`` would stop the compiler from seeing that consecutive subscripts are
+consecutive (it vectorises loads as gathers).
 
 Traps:
 
@@ -41,8 +43,8 @@ __all__ = ["Library", "compiler", "identity", "build_library", "load_library"]
 
 log = logging.getLogger(__name__)
 
-BASE_FLAGS = ("-O3", "-march=native", "-std=gnu11", "-fPIC", "-shared", "-fwrapv",
-              "-fno-math-errno", "-Wno-unknown-pragmas")
+BASE_FLAGS = ("-O3", "-march=native", "-std=gnu11", "-fPIC", "-shared", "-fno-math-errno",
+              "-Wno-unknown-pragmas")
 LIBRARY_CACHE_SIZE = 256
 _counter = itertools.count()
 

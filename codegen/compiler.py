@@ -22,7 +22,14 @@ import islpy as isl
 from codegen import host as host_mod
 from codegen import kernel as k
 from codegen import stats
-from codegen.lower import ERROR_BUFFER, buffer_name, lower_kernel, mark_depths
+from codegen.lower import (
+    ERROR_BUFFER,
+    buffer_name,
+    lower_kernel,
+    mark_depths,
+    promote_kernel,
+    synchronize_kernel,
+)
 from codegen.printer import print_kernel
 from polyhedral.cpu_mapping import map_to_cpu
 from polyhedral.dependences import compute_dependences
@@ -36,6 +43,11 @@ from polyhedral.threads import prefix_schedules, thread_crossing_pairs
 from tc.ir import nodes as ir
 from tc.ir.types import INDEX_TYPE, ScalarType
 from tc.options import MappingOptions
+
+#: The compilation stages after the front end, in order: the keys of
+#: ``CompiledProgram.timings`` (benchmarks/compile_latency.py reports them, with
+#: ``parse`` and ``sema`` before and ``print`` after).
+PIPELINE = ("scop", "dependences", "schedule", "map", "lower", "private", "barriers")
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,21 @@ def make_buffers(fn: ir.Function, sizes: Mapping[str, int],
     return tuple(out)
 
 
+def unit_dims(fn: ir.Function, sizes: Mapping[str, int],
+              input_strides: Sequence[Sequence[int]]) -> dict[str, int | None]:
+    """Each tensor's dimension of stride 1 (outputs and temporaries are dense: their
+    last), None when none has (a scalar, or a view without one)."""
+    out: dict[str, int | None] = {}
+    for t, strides in zip(fn.inputs, input_strides, strict=True):
+        shape = [s.evaluate(sizes) for s in t.shape]
+        ones = [d for d, (n, st) in enumerate(zip(shape, strides, strict=True))
+                if st == 1 and n > 1]
+        out[t.name] = ones[-1] if ones else None
+    for t in fn.outputs + fn.temps:
+        out[t.name] = len(t.shape) - 1 if t.shape else None
+    return out
+
+
 def dependence_pairs(deps: isl.UnionMap) -> frozenset[tuple[str, str]]:
     """The pairs of statements (source, sink) with some dependence between them."""
     pairs: set[tuple[str, str]] = set()
@@ -174,7 +201,8 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     lap("schedule")
     context = _size_context(scop, sizes)
     if strategy == "cpu":
-        mapped = map_to_cpu(scop, deps, tiled, options)
+        mapped = map_to_cpu(scop, deps, tiled, options, unit_dims(fn, sizes, input_strides),
+                            context, sizes)
     else:
         mapped = map_to_gpu(scop, deps, tiled, options, context)
     plans: dict = {}
@@ -205,11 +233,17 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
         return crossing | copies
 
     for m in mapped.kernels:
-        kern = lower_kernel(kernel_asts[m.index], fn, f"tc_{fn.name}_{m.index}", m.grid,
-                            m.block, buffers, params, shapes, checks, pairs, options, plans,
-                            annotations)
-        kernels.append(kern)
+        kernels.append(lower_kernel(kernel_asts[m.index], fn, f"tc_{fn.name}_{m.index}", m.grid,
+                                    m.block, buffers, params, shapes, checks, options, plans,
+                                    annotations))
     lap("lower")
+    # On a CPU, a scalar in a register is always right (no occupancy to trade for it),
+    # and vector reductions need their accumulators in scalars: promote regardless.
+    if options.use_private_memory or strategy == "cpu":
+        kernels = [promote_kernel(kern, options.private_depth) for kern in kernels]
+    lap("private")
+    kernels = [synchronize_kernel(kern, pairs) for kern in kernels]
+    lap("barriers")
     compiled = tuple(CompiledKernel(kern) for kern in kernels)
     stages["host"] = host_mod.host_str(program)
     return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,

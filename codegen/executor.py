@@ -54,7 +54,7 @@ class Executor:
         self._compiled = target.build(kernels, binaries, arch)
         self.kernels: list[KernelInfo] = [target.info(kern, h)
                                           for kern, h in zip(kernels, self._compiled, strict=True)]
-        self._bounds_checked = False  # the sizes are the signature's: check them once
+        self._plan: tuple | None = None  # the sizes are the signature's: see _make_plan
 
     @classmethod
     def from_artifact(cls, blob: bytes, backend: str | Target, signature: tuple,
@@ -110,27 +110,17 @@ class Executor:
             raise TcArgumentError(
                 f"{self.fn.name}: this executor was compiled for other input sizes, "
                 "strides or device; compile again (tc.define does it for you)")
-        if not self._bounds_checked:
-            from tc.ir.bounds import check_static_bounds
-
-            check_static_bounds(self.fn, call.sizes)
-            self._bounds_checked = True
+        if self._plan is None:
+            self._plan = self._make_plan(call)
+        shapes, scalars, launches = self._plan
         dev = call.device
-        made = []
-        for t in self.fn.outputs + self.fn.temps:
-            shape = tuple(s.evaluate(call.sizes) for s in t.shape)
-            made.append(torch.zeros(shape, dtype=TORCH_DTYPES[t.dtype], device=dev))
-        # Scratch buffers of the templates (matchLibraryCalls), zero-filled like the rest.
-        scratch = [torch.zeros(tuple(int(s.value) for s in b.shape),
-                               dtype=TORCH_DTYPES[b.dtype], device=dev)
-                   for b in self.program.scratch]
+        made = [torch.zeros(shape, dtype=dtype, device=dev) for shape, dtype in shapes]
         err = torch.zeros(1, dtype=torch.int32, device=dev)
-        tensors = list(call.inputs) + made + scratch + [err]
         n_in = len(call.inputs)
-        args = [KernelArg.buffer(t, written=i >= n_in) for i, t in enumerate(tensors)]
-        args += [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32)
-                 for n in self.fn.size_names]
-        for index in host_mod.launches(self.program.host, call.sizes):
+        args = [KernelArg.buffer(t, written=i >= n_in)
+                for i, t in enumerate((*call.inputs, *made, err))]
+        args += scalars
+        for index in launches:
             self._launch(index, self.program.kernels[index], args)
         code = int(err.item())
         if code:
@@ -141,6 +131,23 @@ class Executor:
                                column=span.column if span else None,
                                source=self.fn.source or None)
         return made[: len(self.fn.outputs)]
+
+    def _make_plan(self, call: BoundCall) -> tuple:
+        """What every call of this signature shares (its sizes are the signature's):
+        the shapes and dtypes of the buffers to allocate (outputs, temporaries, the
+        templates' scratch), the size arguments, and the kernels the host program
+        launches. Checks the static bounds once."""
+        from tc.ir.bounds import check_static_bounds
+
+        check_static_bounds(self.fn, call.sizes)
+        shapes = [(tuple(s.evaluate(call.sizes) for s in t.shape), TORCH_DTYPES[t.dtype])
+                  for t in self.fn.outputs + self.fn.temps]
+        # Scratch buffers of the templates (matchLibraryCalls), zero-filled like the rest.
+        shapes += [(tuple(int(s.value) for s in b.shape), TORCH_DTYPES[b.dtype])
+                   for b in self.program.scratch]
+        scalars = [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32)
+                   for n in self.fn.size_names]
+        return shapes, scalars, tuple(host_mod.launches(self.program.host, call.sizes))
 
     def _launch(self, index: int, ck, args: list[KernelArg]) -> None:
         log.debug("launch %s grid=%s block=%s", ck.name, ck.grid, ck.block)

@@ -71,8 +71,10 @@ class For(Stmt):
     an OpenMP team. None is a sequential loop (isl's own loops, mapped through
     filters on the hardware ids, are sequential loops whose bounds mention the ids).
 
-    ``vector`` (the CPU mapping): the iterations carry no dependence, so the loop may
-    run in SIMD lanes (``#pragma omp simd``).
+    ``vector`` (the CPU mapping): ``"lanes"``, the iterations carry no dependence, so
+    the loop may run in SIMD lanes (``#pragma omp simd``); ``"reduction"``, they carry
+    only reductions, so the loop may run in lanes with partial accumulators when its
+    updates are scalar ``acc = acc op v`` (``#pragma omp simd reduction``).
     """
 
     var: str
@@ -82,7 +84,7 @@ class For(Stmt):
     step: int = 1
     mapping: str | None = None
     unroll: bool = False
-    vector: bool = False
+    vector: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ uniform control flow.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -255,8 +256,9 @@ class _KernelLowering:
         if "parallel" in cpu:
             mapping = "omp"
         body = self.node(n.for_get_body(), ctx)
+        vector = "lanes" if "vector" in cpu else "reduction" if "reduce" in cpu else None
         return k.For(var, self.expr(n.for_get_init()), self.expr(n.for_get_cond()), body, inc.value,
-                     mapping, vector="vector" in cpu)
+                     mapping, vector=vector)
 
     def mark(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
         name = n.mark_get_id().get_name()
@@ -428,27 +430,38 @@ Crossing = Callable[[Mapping[str, tuple[int | None, ...] | None], tuple[int, ...
 def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, int, int],
                  block: tuple[int, int, int], buffers: tuple[k.Buffer, ...],
                  params: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
-                 checks: list[ir.Read], deps: AbstractSet[tuple[str, str]] | Crossing,
-                 options: MappingOptions | None = None,
+                 checks: list[ir.Read], options: MappingOptions | None = None,
                  shared: Mapping[str, SharedPlan] | None = None,
                  annotations: Annotations | None = None) -> k.Kernel:
     """One kernel from the isl AST under its ``kernel.N`` mark; ``params`` maps isl
     parameter names to TC size names, ``shapes`` gives the tensors' concrete shapes.
-
-    ``deps`` decides the barriers: the pairs of statements with a dependence, or a
-    function of the statements' :func:`placements` and the thread counts returning
-    the pairs whose dependences cross threads (``polyhedral.threads``)."""
+    Register promotion and barriers are the pipeline's next stages
+    (:func:`promote_kernel`, :func:`synchronize_kernel`)."""
     lowering = _KernelLowering(fn, grid, block, params, shapes, checks, shared, annotations,
                                bool(options is not None and options.unroll_copy_shared))
     body = lowering.node(ast, _Ctx())
-    if options is not None and options.use_private_memory:
-        body = promote_private(body, options.private_depth)
-    if block[0] * block[1] * block[2] > 1:
-        if callable(deps):
-            deps = deps(placements(body, block), tuple(n for n in block if n > 1))
-        body = place_barriers(body, deps)
     meta = {"readonly_cache": bool(options is not None and options.use_readonly_cache),
             "omp_threads": options.cpu_threads if options is not None else 0}
     local = tuple(shared_buffer(p) for plan in lowering.used for p in plan.tensors)
     return k.Kernel(name, buffers + local, tuple(size_name(s) for s in fn.size_names), body,
                     grid, block, meta)
+
+
+def promote_kernel(kern: k.Kernel, depth: int = 0) -> k.Kernel:
+    """The kernel with register promotion (:func:`codegen.private.promote_private`)."""
+    return dataclasses.replace(kern, body=promote_private(kern.body, depth))
+
+
+def synchronize_kernel(kern: k.Kernel, deps: AbstractSet[tuple[str, str]] | Crossing
+                       ) -> k.Kernel:
+    """The kernel with the barriers its threads need (none for one-thread blocks).
+
+    ``deps`` decides them: the pairs of statements with a dependence, or a function of
+    the statements' :func:`placements` and the thread counts returning the pairs whose
+    dependences cross threads (``polyhedral.threads``)."""
+    block = kern.block
+    if block[0] * block[1] * block[2] == 1:
+        return kern
+    if callable(deps):
+        deps = deps(placements(kern.body, block), tuple(n for n in block if n > 1))
+    return dataclasses.replace(kern, body=place_barriers(kern.body, deps))

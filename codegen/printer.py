@@ -463,7 +463,7 @@ class KernelPrinter(CFamilyPrinter):
             self.emit("// parallel", depth)
             s = dataclasses.replace(s, mapping=None)
         if s.vector:
-            self.emit("// vector", depth)
+            self.emit(f"// vector ({s.vector})", depth)
         return super().loop_header(s, depth)
 
 

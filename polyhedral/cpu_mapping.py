@@ -8,12 +8,18 @@ host program is the same); in each kernel:
 * the first member of the kernel's outermost band that no dependence crosses
   (coincident w.r.t. *all* dependences, reductions included) and that is not
   degenerate becomes an OpenMP parallel loop (mark ``cpu.parallel``); a reduction
-  therefore never runs in parallel, so results never depend on the thread count;
-* with ``cpu_vectorize``, the innermost band with a coincident member on the chain of
-  nested bands gets its last coincident member as a SIMD loop (mark ``cpu.vector``);
-  when that band is permutable (a tiled band's point band is), the member is first
-  moved to the innermost position, so that the vector loop is the innermost loop
-  (``C(m, n) += A(m, k) * B(k, n)`` runs ``m, k, n`` with ``n`` in lanes).
+  therefore never runs in parallel, so results never depend on the thread count.
+  A kernel of fewer than :data:`PARALLEL_MIN_INSTANCES` statement instances stays
+  serial;
+* with ``cpu_vectorize``, in the innermost band of the chain of nested bands, the
+  member that most accesses walk with unit stride runs in SIMD lanes: a member no
+  dependence crosses (mark ``cpu.vector``), or one that only reductions cross (mark
+  ``cpu.reduce``: the printer makes it ``#pragma omp simd reduction(op: acc)`` when
+  the accumulation became a scalar update ``acc = acc op v``, else leaves it
+  sequential). When that band is permutable (a tiled band's point band is), the
+  member is first moved to the innermost position, so that the vector loop is the
+  innermost loop: ``C(m, n) += A(m, k) * B(k, n)`` runs ``m, k, n`` with ``n`` in
+  lanes; ``y(b, o) += x(b, i) * W(o, i)`` runs ``b, o, i`` as dot products over ``i``.
 
 Each marked member is split into a band of its own with the ``atomic`` loop type, so
 that isl emits one loop for it; ``codegen.lower`` turns the loop below a mark into a
@@ -23,17 +29,28 @@ kernel's grid and block are (1, 1, 1).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import islpy as isl
 
 from polyhedral.dependences import Dependences
-from polyhedral.mapping import KernelMapping, MappedSchedule, constant_members
-from polyhedral.schedule import band_coincidence, statement_names
+from polyhedral.mapping import KernelMapping, MappedSchedule, constant_members, member_spans
+from polyhedral.schedule import band_coincidence, reduction_members, statement_names
 from polyhedral.scop import Scop
+from tc.ir import nodes as ir
+from tc.ir.types import INDEX_TYPE
 from tc.options import MappingOptions
 
 _T = isl.schedule_node_type
 PARALLEL = "cpu.parallel"
 VECTOR = "cpu.vector"
+REDUCE = "cpu.reduce"
+#: Below this many statement instances, a kernel runs on one thread: waking a team of
+#: threads costs more than the work (a few microseconds, far more on a busy machine).
+PARALLEL_MIN_INSTANCES = 1 << 15
+#: float32 lanes of a 512-bit vector: more iterations than this fill no more lanes.
+LANES = 16
 
 
 def _free(node: isl.ScheduleNode, deps: isl.UnionMap) -> list[bool]:
@@ -68,11 +85,80 @@ def _permute_last(node: isl.ScheduleNode, m: int) -> isl.ScheduleNode:
     return node
 
 
+def unit_stride_uses(fn: ir.Function, unit: Mapping[str, int | None],
+                     sizes: Mapping[str, int] | None = None) -> dict[str, dict[str, float]]:
+    """Per scop statement (``S<k>``, ``S<k>_init``) and index variable: how many
+    accesses run with unit stride along that variable (``unit``: each tensor's
+    dimension of stride 1, None when none), each weighted by the statement's number
+    of instances at ``sizes`` (all 1 without sizes), so that the heavy statement of a
+    fused group decides. The left-hand side of an update (``+=``) does not count: the
+    reduction keeps it in a register."""
+
+    def add(counts: dict[str, float], tensor: str, indices, weight: float) -> None:
+        d = unit.get(tensor)
+        if d is None or d >= len(indices):
+            return
+        for n in ir.walk(indices[d]):
+            if isinstance(n, ir.Var) and n.kind == "index":
+                counts[n.name] = counts.get(n.name, 0.0) + weight
+
+    def points(dims) -> float:
+        if sizes is None:
+            return 1.0
+        return float(math.prod(max(0, d.hi.evaluate(sizes) - d.lo.evaluate(sizes))
+                               for d in dims))
+
+    out: dict[str, dict[str, float]] = {}
+    for k, st in enumerate(fn.stages):
+        lhs = tuple(ir.Var(n, "index", type=INDEX_TYPE) for n in st.lhs)
+        init: dict[str, float] = {}
+        add(init, st.tensor, lhs, points(st.lhs_dims))
+        out[f"S{k}_init"] = init
+        counts: dict[str, float] = {}
+        w = points(st.domain)
+        if st.op is None:
+            add(counts, st.tensor, lhs, w)
+        for e in ir.walk(st.rhs):
+            if isinstance(e, ir.Read):
+                add(counts, e.tensor, e.indices, w)
+        out[f"S{k}"] = counts
+    return out
+
+
+def _member_score(node: isl.ScheduleNode, m: int, fn: ir.Function,
+                  uses: Mapping[str, Mapping[str, float]]) -> float:
+    """The weighted unit-stride accesses of the band's statements along member ``m``."""
+    score = 0.0
+
+    def one(part: isl.Map) -> None:
+        nonlocal score
+        name = part.get_tuple_name(isl.dim_type.in_)
+        if name not in uses:
+            return
+        k = int(name[1:].removesuffix("_init"))
+        st = fn.stages[k]
+        dims = st.lhs_dims if name.endswith("_init") else st.domain
+        for i, d in enumerate(dims):
+            if part.involves_dims(isl.dim_type.in_, i, 1):
+                score += uses[name].get(d.name, 0.0)
+
+    upa = node.band_get_partial_schedule().get_at(m)
+    isl.UnionMap.from_union_pw_aff(upa).foreach_map(one)
+    return score
+
+
 class _CpuMapper:
-    def __init__(self, deps: Dependences, options: MappingOptions) -> None:
+    def __init__(self, fn: ir.Function, deps: Dependences, options: MappingOptions,
+                 unit: Mapping[str, int | None], context: isl.Set | None,
+                 sizes: Mapping[str, int] | None) -> None:
+        self.fn = fn
+        self.dependences = deps
         self.deps = deps.validity
         self.parallel = options.cpu_parallel
         self.vectorize = options.cpu_vectorize
+        self.uses = unit_stride_uses(fn, unit, sizes)
+        self.context = context
+        self.sizes = sizes
         self.kernels: list[KernelMapping] = []
 
     def visit(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
@@ -90,9 +176,22 @@ class _CpuMapper:
         if node.get_type() == _T.band:
             if self.vectorize:
                 node = self.vector(node)
-            if self.parallel:
+            if self.parallel and self.instances(node) >= PARALLEL_MIN_INSTANCES:
                 node = self.parallel_loop(node)
         return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
+
+    def instances(self, node: isl.ScheduleNode) -> float:
+        """The statement instances below ``node`` at the sizes (infinite without them)."""
+        if self.sizes is None:
+            return math.inf
+        names = statement_names(node.get_domain())
+        total = 0.0
+        for name in names:
+            st = self.fn.stages[int(name[1:].removesuffix("_init"))]
+            dims = st.lhs_dims if name.endswith("_init") else st.domain
+            total += math.prod(max(0, d.hi.evaluate(self.sizes) - d.lo.evaluate(self.sizes))
+                               for d in dims)
+        return total
 
     def parallel_loop(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
         """Mark the parallel loop of the kernel's band at ``node`` (or below the marks
@@ -110,15 +209,33 @@ class _CpuMapper:
             node = node.parent()
         return node
 
+    def candidates(self, node: isl.ScheduleNode) -> list[tuple[tuple, int, str]]:
+        """The members of the band at ``node`` that may run in SIMD lanes, each with its
+        rank (weighted unit-stride accesses times the lanes its span fills, then a
+        reduction's accumulator in a register, then the later member) and mark."""
+        free = _free(node, self.deps)
+        reduce = reduction_members(node, self.dependences)
+        const = constant_members(node)
+        spans = member_spans(node, self.context)
+        out = []
+        for m in range(node.band_n_member()):
+            if const[m] or not (free[m] or reduce[m]):
+                continue
+            # A loop of few iterations fills few lanes: the score counts lanes used.
+            lanes = LANES if spans[m] is None else min(spans[m], LANES)
+            rank = (_member_score(node, m, self.fn, self.uses) * lanes, not free[m], m)
+            out.append((rank, m, VECTOR if free[m] else REDUCE))
+        return out
+
     def vector(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
         """Mark the vector loop below the kernel's band ``node``; returns ``node``."""
         depth, best, n = 0, None, node
         while True:
             t = n.get_type()
             if t == _T.band and n.band_n_member() > 0:
-                flags = _free(n, self.deps)
-                if any(flags):
-                    best = (depth, len(flags) - 1 - flags[::-1].index(True))
+                found = self.candidates(n)
+                if found:
+                    best = (depth, *max(found)[1:])
             elif t not in (_T.mark, _T.filter):
                 break
             if n.n_children() != 1:
@@ -130,12 +247,14 @@ class _CpuMapper:
         n = node
         for _ in range(best[0]):
             n = n.child(0)
-        m = best[1]
-        if m != n.band_n_member() - 1 and n.band_get_permutable():
+        m, mark = best[1], best[2]
+        if m != n.band_n_member() - 1:
+            if not n.band_get_permutable():
+                return node  # the lanes would not be the innermost loop
             n = _permute_last(n, m)
             m = n.band_n_member() - 1
         n = _isolate(n, m)
-        n = n.insert_mark(isl.Id(VECTOR, context=n.get_ctx()))
+        n = n.insert_mark(isl.Id(mark, context=n.get_ctx()))
         # Back to the kernel's band: the marked band is best[0] levels down, plus the
         # band split off above it and the mark.
         up = best[0] + (1 if m > 0 else 0)
@@ -145,9 +264,14 @@ class _CpuMapper:
 
 
 def map_to_cpu(scop: Scop, deps: Dependences, schedule: isl.Schedule,
-               options: MappingOptions) -> MappedSchedule:
+               options: MappingOptions, unit: Mapping[str, int | None] | None = None,
+               context: isl.Set | None = None, sizes: Mapping[str, int] | None = None
+               ) -> MappedSchedule:
     """Split ``schedule`` (already tiled) into kernels and mark their parallel and
-    vector loops (see the module docstring)."""
-    mapper = _CpuMapper(deps, options)
+    vector loops (see the module docstring). ``unit`` gives each tensor's dimension
+    of stride 1 (the vector loop is chosen to walk those); ``context`` fixes the
+    sizes (the spans of loops count), as ``sizes`` do (statements weigh by their
+    instances)."""
+    mapper = _CpuMapper(scop.function, deps, options, unit or {}, context, sizes)
     root = mapper.visit(schedule.get_root())
     return MappedSchedule(scop, root.get_schedule(), tuple(mapper.kernels))

@@ -30,6 +30,7 @@ from codegen.printer import CFamilyPrinter, _bare
 from codegen.targets.base import Target
 from tc.errors import TcBackendError, TcInternalError
 from tc.ir import nodes as ir
+from tc.ir.types import ScalarType as T
 
 _CANONICAL = ("<", "<=", ">", ">=")
 
@@ -54,7 +55,16 @@ def _canonical(s: k.For) -> bool:
             and c.a.name == s.var)
 
 
+_UNSIGNED = {T.INT32: "unsigned int", T.INT64: "unsigned long long"}
+
+
 class CPrinter(CFamilyPrinter):
+    """C11. Signed 32- and 64-bit arithmetic on values wraps, as in the IR, through
+    unsigned arithmetic; index arithmetic (subscripts, loop bounds, isl's conditions)
+    stays plain signed C, whose overflow is undefined, so that the compiler can prove
+    consecutive subscripts consecutive and vectorise loads (``-fwrapv`` would turn
+    them into gathers). Index arithmetic never overflows at sizes below 2**31."""
+
     name = "cpu"
     kernel_decl = "void"
     global_ptr = ""
@@ -62,6 +72,44 @@ class CPrinter(CFamilyPrinter):
     shared = ""
     helper = "static inline"
     float_suffix_fns = True
+
+    _index = 0  # > 0 while printing index arithmetic
+
+    def index(self, e: ir.Expr) -> str:
+        self._index += 1
+        try:
+            return self.expr(e)
+        finally:
+            self._index -= 1
+
+    def offset(self, buf: k.Buffer, indices: tuple[ir.Expr, ...]) -> str:
+        self._index += 1
+        try:
+            return super().offset(buf, indices)
+        finally:
+            self._index -= 1
+
+    def e_Binary(self, e: ir.Binary) -> str:
+        t = e.a.type
+        if self._index == 0 and e.op in ("+", "-", "*") and t in _UNSIGNED:
+            u, c = _UNSIGNED[t], self.ctype(t)
+            return f"(({c})(({u})({self.expr(e.a)}) {e.op} ({u})({self.expr(e.b)})))"
+        return super().e_Binary(e)
+
+    def e_Unary(self, e: ir.Unary) -> str:
+        if self._index == 0 and e.op == "-" and e.type in _UNSIGNED:
+            u, c = _UNSIGNED[e.type], self.ctype(e.type)
+            return f"(({c})(({u})0 - ({u})({self.expr(e.a)})))"
+        return super().e_Unary(e)
+
+    def s_If(self, s: k.If, depth: int) -> None:
+        # isl's conditions and the lowering's guards: index arithmetic.
+        self.emit(f"if ({_bare(self.index(s.cond))}) {{", depth)
+        self.stmt(s.then, depth + 1)
+        if s.otherwise is not None:
+            self.emit("} else {", depth)
+            self.stmt(s.otherwise, depth + 1)
+        self.emit("}", depth)
 
     def hw_id(self, kind: str, axis: str) -> str:
         raise TcInternalError(f"a CPU kernel refers to the GPU id {kind}.{axis}")
@@ -94,14 +142,15 @@ class CPrinter(CFamilyPrinter):
         ok = _canonical(s)
         threads = self.k.meta.get("omp_threads", 0)
         clause = f" num_threads({threads})" if threads else ""
+        simd = simd_clause(s) if ok else None
         if s.mapping == "omp" and ok:
-            simd = " simd" if s.vector else ""
-            self.emit(f"#pragma omp parallel for{simd} schedule(static){clause}", depth)
-        elif s.vector and ok:
-            self.emit("#pragma omp simd", depth)
+            lanes = " simd" + simd if simd is not None and s.vector == "lanes" else ""
+            self.emit(f"#pragma omp parallel for{lanes} schedule(static){clause}", depth)
+        elif simd is not None:
+            self.emit(f"#pragma omp simd{simd}", depth)
         if s.unroll:
             self.emit("#pragma GCC unroll 16", depth)
-        init, cond = self.expr(s.init), _bare(self.expr(s.cond))
+        init, cond = self.index(s.init), _bare(self.index(s.cond))
         return f"for (int {s.var} = {init}; {cond}; {s.var} += {s.step}) {{"
 
     def preamble(self) -> list[str]:
@@ -109,6 +158,63 @@ class CPrinter(CFamilyPrinter):
 
     def signature(self, params: list[str]) -> str:
         return f"__attribute__((visibility(\"default\"))) void {self.k.name}({', '.join(params)})"
+
+
+_REDUCIBLE = (T.FLOAT32, T.FLOAT64, T.INT32, T.INT64, T.UINT32, T.UINT64)
+
+
+def simd_clause(s: k.For) -> str | None:
+    """The clauses of ``#pragma omp simd`` for a vector loop (``""`` for independent
+    lanes, ``" reduction(+:acc)"`` ...), or None when the loop must stay sequential.
+
+    A loop of independent iterations (``vector == "lanes"``) assigns no scalar declared
+    outside it. A reduction loop qualifies when its only effects are updates
+    ``acc = acc + v`` or ``acc = acc * v`` of scalars declared outside it, each read
+    nowhere else in the loop, in types whose reassociation is allowed (float32 and
+    float64 as in any vectorised reduction; 32- and 64-bit integers, exactly): no
+    store, since the accumulation did not become a scalar (or another statement
+    shares the loop). Half types are rounded after every addition: never reassociated.
+    """
+    if s.vector is None:
+        return None
+    inner = {d.name for d in k.walk_stmts(s.body) if isinstance(d, k.Local)}
+    ops: dict[str, str] = {}
+    updates: list[k.Assign] = []
+    for st in k.walk_stmts(s.body):
+        if isinstance(st, k.Assign) and st.name not in inner:
+            v = st.value
+            if (s.vector != "reduction" or not isinstance(v, ir.Binary) or v.op not in "+*"
+                    or v.a != ir.Var(st.name, "local", type=v.type) or v.type not in _REDUCIBLE
+                    or ops.setdefault(st.name, v.op) != v.op):
+                return None
+            updates.append(st)
+        elif isinstance(st, k.Store) and s.vector == "reduction":
+            return None
+    if s.vector == "reduction" and not ops:
+        return None
+    # An accumulator read anywhere but as its own update's left operand would see a
+    # partial sum.
+    for st in k.walk_stmts(s.body):
+        for e in _own_exprs(st):
+            if st in updates and e is st.value:
+                e = st.value.b
+            if any(isinstance(n, ir.Var) and n.name in ops for n in ir.walk(e)):
+                return None
+    return "".join(f" reduction({op}:{name})" for name, op in ops.items())
+
+
+def _own_exprs(s: k.Stmt) -> tuple[ir.Expr, ...]:
+    if isinstance(s, k.Store):
+        return (*s.indices, s.value)
+    if isinstance(s, k.Local):
+        return () if s.init is None else (s.init,)
+    if isinstance(s, k.Assign):
+        return (s.value,)
+    if isinstance(s, k.If):
+        return (s.cond,)
+    if isinstance(s, k.For):
+        return (s.init, s.cond)
+    return ()
 
 
 def check_parallel(body: k.Stmt) -> None:

@@ -23,7 +23,7 @@ import tc
 from codegen import kernel as k
 from codegen.compiler import compile_program, make_buffers
 from codegen.host import split_program
-from codegen.lower import lower_kernel, mark_depths
+from codegen.lower import lower_kernel, mark_depths, synchronize_kernel
 from codegen.printer import print_kernel
 from polyhedral.scop import build_scop
 from tc.catalogue import KERNELS
@@ -199,8 +199,8 @@ def test_a_degenerate_marked_band_leaves_the_loop_below_sequential() -> None:
     _, kernels = split_program(ast, params)
     sizes = {"N": 3, "K": 5}
     kern = lower_kernel(kernels[0], fn, "probe", (4, 1, 1), (8, 1, 1),
-                        make_buffers(fn, sizes, [(5, 1)]), params, {"X": (3, 5), "s": (3,)}, [],
-                        {("S0", "S0")})
+                        make_buffers(fn, sizes, [(5, 1)]), params, {"X": (3, 5), "s": (3,)}, [])
+    kern = synchronize_kernel(kern, {("S0", "S0")})
     loops = {s.var: s.mapping for s in k.walk_stmts(kern.body) if isinstance(s, k.For)}
     assert loops == {"c_c0": "block.x", "c_c2": None}, print_kernel(kern, "kernel")
     members = [MappedMember(0, "block.x", 0, True), MappedMember(0, "thread.x", 1, True)]
