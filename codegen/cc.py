@@ -116,9 +116,44 @@ def require() -> Compiler:
 
 
 def identity() -> str:
-    """The compiler, its version and flags, for the cache key."""
+    """The compiler, its version and flags, and the vector math library's functions,
+    for the cache key."""
     cc = require()
-    return f"{cc.version}; flags {' '.join(cc.flags)}"
+    return (f"{cc.version}; flags {' '.join(cc.flags)}; libmvec "
+            f"{hashlib.sha256(' '.join(vector_math()).encode()).hexdigest()[:12]}")
+
+
+#: One-argument math functions that glibc's libmvec may have in SIMD variants.
+MVEC_CANDIDATES = ("exp", "log", "sin", "cos", "tan", "exp2", "exp10", "expm1", "log2",
+                    "log10", "log1p", "sinh", "cosh", "tanh", "asin", "acos", "atan",
+                    "asinh", "acosh", "atanh", "erf", "erfc", "cbrt")
+# The x86-64 vector ABI's variants: SSE, AVX, AVX2, AVX-512, with their lane counts.
+_MVEC_ISAS = {"float": (("b", 4), ("c", 8), ("d", 8), ("e", 16)),
+              "double": (("b", 2), ("c", 4), ("d", 4), ("e", 8))}
+
+
+@functools.lru_cache(maxsize=1)
+def vector_math() -> tuple[str, ...]:
+    """The C math functions (``expf``, ``exp``, ...) that libmvec provides in every
+    SIMD variant of the x86-64 vector ABI, so that ``#pragma omp simd`` loops can call
+    them in lanes (``declare simd``); empty elsewhere. libmvec's results are within 4
+    ulp of the scalar functions' and handle NaN and infinities as they do."""
+    import ctypes.util
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return ()
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("mvec") or "libmvec.so.1")
+    except OSError:
+        return ()
+    out = []
+    for name in MVEC_CANDIDATES:
+        for ctype, suffix in (("float", "f"), ("double", "")):
+            fn = name + suffix
+            if all(hasattr(lib, f"_ZGV{isa}N{n}v_{fn}") for isa, n in _MVEC_ISAS[ctype]):
+                out.append(fn)
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)

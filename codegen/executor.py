@@ -114,7 +114,8 @@ class Executor:
             self._plan = self._make_plan(call)
         shapes, scalars, launches = self._plan
         dev = call.device
-        made = [torch.zeros(shape, dtype=dtype, device=dev) for shape, dtype in shapes]
+        made = [(torch.empty if written else torch.zeros)(shape, dtype=dtype, device=dev)
+                for shape, dtype, written in shapes]
         err = torch.zeros(1, dtype=torch.int32, device=dev)
         n_in = len(call.inputs)
         args = [KernelArg.buffer(t, written=i >= n_in)
@@ -135,15 +136,18 @@ class Executor:
     def _make_plan(self, call: BoundCall) -> tuple:
         """What every call of this signature shares (its sizes are the signature's):
         the shapes and dtypes of the buffers to allocate (outputs, temporaries, the
-        templates' scratch), the size arguments, and the kernels the host program
-        launches. Checks the static bounds once."""
-        from tc.ir.bounds import check_static_bounds
+        templates' scratch) and whether the kernels write all of each before reading
+        it (then it need not be zero-filled: a pass over memory saved), the size
+        arguments, and the kernels the host program launches. Checks the static bounds
+        once."""
+        from tc.ir.bounds import check_static_bounds, fully_written
 
         check_static_bounds(self.fn, call.sizes)
-        shapes = [(tuple(s.evaluate(call.sizes) for s in t.shape), TORCH_DTYPES[t.dtype])
-                  for t in self.fn.outputs + self.fn.temps]
-        # Scratch buffers of the templates (matchLibraryCalls), zero-filled like the rest.
-        shapes += [(tuple(int(s.value) for s in b.shape), TORCH_DTYPES[b.dtype])
+        written = fully_written(self.fn, call.sizes)
+        shapes = [(tuple(s.evaluate(call.sizes) for s in t.shape), TORCH_DTYPES[t.dtype],
+                   t.name in written) for t in self.fn.outputs + self.fn.temps]
+        # Scratch buffers of the templates (matchLibraryCalls), zero-filled.
+        shapes += [(tuple(int(s.value) for s in b.shape), TORCH_DTYPES[b.dtype], False)
                    for b in self.program.scratch]
         scalars = [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32)
                    for n in self.fn.size_names]

@@ -70,7 +70,8 @@ def _isolate(node: isl.ScheduleNode, m: int) -> isl.ScheduleNode:
 
 
 def _permute_last(node: isl.ScheduleNode, m: int) -> isl.ScheduleNode:
-    """The permutable band at ``node`` with member ``m`` moved to the last position."""
+    """The band at ``node`` with member ``m`` moved to the last position (see
+    :meth:`_CpuMapper.vector` for when that is legal)."""
     n = node.band_n_member()
     order = [i for i in range(n) if i != m] + [m]
     mupa = node.band_get_partial_schedule()
@@ -78,8 +79,9 @@ def _permute_last(node: isl.ScheduleNode, m: int) -> isl.ScheduleNode:
     permuted = mupa
     for j, i in enumerate(order):
         permuted = permuted.set_at(j, mupa.get_at(i))
+    permutable = node.band_get_permutable()
     node = node.delete().insert_partial_schedule(permuted)
-    node = node.band_set_permutable(1)
+    node = node.band_set_permutable(permutable)
     for j, i in enumerate(order):
         node = node.band_member_set_coincident(j, int(coincident[i]))
     return node
@@ -175,7 +177,7 @@ class _CpuMapper:
                                           (1, 1, 1), (1, 1, 1)))
         if node.get_type() == _T.band:
             if self.vectorize:
-                node = self.vector(node)
+                node, _ = self.vector(node)
             if self.parallel and self.instances(node) >= PARALLEL_MIN_INSTANCES:
                 node = self.parallel_loop(node)
         return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
@@ -201,8 +203,11 @@ class _CpuMapper:
             node = node.child(0)
             below += 1
         flags = _free(node, self.deps)
-        if any(flags):
-            m = flags.index(True)
+        spans = member_spans(node, self.context)
+        # The first dependence-free member with more than one iteration.
+        wide = [f and (s is None or s > 1) for f, s in zip(flags, spans, strict=True)]
+        if any(wide):
+            m = wide.index(True)
             node = _isolate(node, m).insert_mark(isl.Id(PARALLEL, context=node.get_ctx()))
             below += 1 if m > 0 else 0  # the leading members split off above the mark
         for _ in range(below):
@@ -227,40 +232,82 @@ class _CpuMapper:
             out.append((rank, m, VECTOR if free[m] else REDUCE))
         return out
 
-    def vector(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
-        """Mark the vector loop below the kernel's band ``node``; returns ``node``."""
-        depth, best, n = 0, None, node
+    def vector(self, node: isl.ScheduleNode) -> tuple[isl.ScheduleNode, bool]:
+        """Mark the vector loop(s) of the subtree at ``node``; returns the node at
+        ``node``'s position and whether a loop was marked.
+
+        The best candidate of the chain of nested bands becomes the innermost loop: it
+        moves to the end of its band, and a band below it in the chain is merged into
+        its band first. That is legal for any candidate: it has distance 0 on every
+        dependence active at its band (a reduction member, on every one but the
+        reductions, whose order the vector reduction gives up anyway), and a zero
+        column moved later keeps every distance vector lexicographically positive."""
+        depth, bands, n = 0, [], node
         while True:
             t = n.get_type()
             if t == _T.band and n.band_n_member() > 0:
-                found = self.candidates(n)
-                if found:
-                    best = (depth, *max(found)[1:])
+                bands.append((depth, self.candidates(n)))
             elif t not in (_T.mark, _T.filter):
                 break
             if n.n_children() != 1:
                 break
             n = n.child(0)
             depth += 1
-        if best is None:
-            return node
+        if n.get_type() in (_T.sequence, _T.set):
+            # Statements the chain runs one after another (a fused row of softmax):
+            # each branch's own inner loops are the lanes, if they have any.
+            marked = False
+            for i in range(n.n_children()):
+                child, got = self.vector(n.child(i))
+                n, marked = child.parent(), marked or got
+            if marked:
+                for _ in range(depth):
+                    n = n.parent()
+                return n, True
+        found = [(rank, d, m, mark) for d, cands in bands for rank, m, mark in cands]
+        if not found:
+            for _ in range(depth):
+                n = n.parent()
+            return n, False
+        rank, at, m, mark = max(found)
+        below = [d for d, _ in bands if d > at]
+        if below and below != list(range(at + 1, at + 1 + len(below))):
+            # Something other than bands lies between: take the innermost band's best.
+            inner = [(r, d, mm, mk) for r, d, mm, mk in found if d == bands[-1][0]]
+            if not inner:
+                for _ in range(depth):
+                    n = n.parent()
+                return n, False
+            rank, at, m, mark = max(inner)
+            below = []
         n = node
-        for _ in range(best[0]):
+        for _ in range(at):
             n = n.child(0)
-        m, mark = best[1], best[2]
+        if below:
+            n = self.merge_below(n, len(below))
         if m != n.band_n_member() - 1:
-            if not n.band_get_permutable():
-                return node  # the lanes would not be the innermost loop
             n = _permute_last(n, m)
             m = n.band_n_member() - 1
         n = _isolate(n, m)
         n = n.insert_mark(isl.Id(mark, context=n.get_ctx()))
-        # Back to the kernel's band: the marked band is best[0] levels down, plus the
+        # Back to the kernel's band: the marked band is ``at`` levels down, plus the
         # band split off above it and the mark.
-        up = best[0] + (1 if m > 0 else 0)
-        for _ in range(up):
+        for _ in range(at + (1 if m > 0 else 0)):
             n = n.parent()
-        return n
+        return n, True
+
+    def merge_below(self, node: isl.ScheduleNode, count: int) -> isl.ScheduleNode:
+        """The band at ``node`` with the ``count`` bands right below it merged into it
+        (their members after its own)."""
+        mupa = node.band_get_partial_schedule()
+        for _ in range(count):
+            child = node.child(0)
+            mupa = mupa.flat_range_product(child.band_get_partial_schedule())
+            node = child.delete().parent()
+        node = node.delete().insert_partial_schedule(mupa)
+        for i, c in enumerate(band_coincidence(node, self.deps)):
+            node = node.band_member_set_coincident(i, int(c))
+        return node
 
 
 def map_to_cpu(scop: Scop, deps: Dependences, schedule: isl.Schedule,

@@ -21,10 +21,12 @@ import ctypes
 import functools
 import os
 import platform
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from codegen import kernel as k
+from codegen.cc import MVEC_CANDIDATES, vector_math
 from codegen.launch import ArgKind, KernelArg, LaunchLimits
 from codegen.printer import CFamilyPrinter, _bare
 from codegen.targets.base import Target
@@ -111,6 +113,16 @@ class CPrinter(CFamilyPrinter):
             self.stmt(s.otherwise, depth + 1)
         self.emit("}", depth)
 
+    def helper_text(self, name: str) -> str:
+        if name.startswith("red_"):
+            return declare_reduction(name.removeprefix("red_"))
+        if name.startswith("simd_"):
+            fn = name.removeprefix("simd_")
+            ctype = "float" if fn.endswith("f") and fn[:-1] in MVEC_CANDIDATES else "double"
+            # libmvec's lanes for vector loops (codegen.cc.vector_math).
+            return f"#pragma omp declare simd notinbranch\nextern {ctype} {fn}({ctype});"
+        return super().helper_text(name)
+
     def hw_id(self, kind: str, axis: str) -> str:
         raise TcInternalError(f"a CPU kernel refers to the GPU id {kind}.{axis}")
 
@@ -127,6 +139,13 @@ class CPrinter(CFamilyPrinter):
         return "__atomic_store_n(e, id, __ATOMIC_RELAXED);"
 
     def math_call(self, fn: str, args: str, double: bool) -> str:
+        text = self._math_call(fn, args, double)
+        name = text.partition("(")[0].lstrip("(")
+        if name in vector_math():
+            self.use(f"simd_{name}")
+        return text
+
+    def _math_call(self, fn: str, args: str, double: bool) -> str:
         one = "1.0" if double else "1.0f"
         if fn == "rsqrt":
             return f"({one} / {super().math_call('sqrt', args, double)})"
@@ -143,6 +162,8 @@ class CPrinter(CFamilyPrinter):
         threads = self.k.meta.get("omp_threads", 0)
         clause = f" num_threads({threads})" if threads else ""
         simd = simd_clause(s) if ok else None
+        for name in re.findall(r"reduction\((tc_\w+):", simd or ""):
+            self.use(f"red_{name}")
         if s.mapping == "omp" and ok:
             lanes = " simd" + simd if simd is not None and s.vector == "lanes" else ""
             self.emit(f"#pragma omp parallel for{lanes} schedule(static){clause}", depth)
@@ -183,7 +204,7 @@ def simd_clause(s: k.For) -> str | None:
     for st in k.walk_stmts(s.body):
         if isinstance(st, k.Assign) and st.name not in inner:
             v = st.value
-            if (s.vector != "reduction" or not isinstance(v, ir.Binary) or v.op not in "+*"
+            if (s.vector != "reduction" or not isinstance(v, ir.Binary) or v.op not in _OPS
                     or v.a != ir.Var(st.name, "local", type=v.type) or v.type not in _REDUCIBLE
                     or ops.setdefault(st.name, v.op) != v.op):
                 return None
@@ -200,7 +221,33 @@ def simd_clause(s: k.For) -> str | None:
                 e = st.value.b
             if any(isinstance(n, ir.Var) and n.name in ops for n in ir.walk(e)):
                 return None
-    return "".join(f" reduction({op}:{name})" for name, op in ops.items())
+    types = {u.name: u.value.type for u in updates}
+    return "".join(f" reduction({_reduction_name(op, types[name])}:{name})"
+                   for name, op in ops.items())
+
+
+_OPS = ("+", "*", "max", "min")
+_FLOAT_SUFFIX = {T.FLOAT32: "f", T.FLOAT64: ""}
+
+
+def _reduction_name(op: str, t: T) -> str:
+    """The OpenMP reduction identifier of ``acc = acc op v`` in type ``t``: the
+    built-in ones, and for float min/max our own (:func:`declare_reduction`), since
+    the IR's min/max ignore NaN as ``fmaxf`` does and OpenMP's ``max`` does not say."""
+    if op in ("max", "min") and t.is_float:
+        return f"tc_f{op}{_FLOAT_SUFFIX[t]}"
+    return op
+
+
+def declare_reduction(name: str) -> str:
+    """The ``declare reduction`` of one of :func:`_reduction_name`'s own identifiers:
+    combined with ``fmaxf``/``fminf``; each lane starts from the identity (-inf for
+    max), so partial results combine to what the sequential loop gives."""
+    fn = name.removeprefix("tc_")
+    ctype = "float" if fn.endswith("f") else "double"
+    identity = "-INFINITY" if "max" in fn else "INFINITY"
+    return (f"#pragma omp declare reduction({name} : {ctype} : omp_out = {fn}(omp_out, "
+            f"omp_in)) initializer(omp_priv = {identity})")
 
 
 def _own_exprs(s: k.Stmt) -> tuple[ir.Expr, ...]:

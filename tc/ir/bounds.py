@@ -74,3 +74,26 @@ def check_static_bounds(fn: ir.Function, sizes: Mapping[str, int]) -> None:
                         f"{lo_v}..{hi_v}, outside 0:{ext_v}",
                         line=span.line if span else None,
                         column=span.column if span else None, source=fn.source or None)
+
+
+def fully_written(fn: ir.Function, sizes: Mapping[str, int]) -> frozenset[str]:
+    """The outputs and temporaries whose every element is written before anything reads
+    it: the first stage touching the tensor writes it without reading it (a plain
+    assignment, or a reduction with ``!`` whose initialisation comes first) over its
+    whole extent. The executor need not zero-fill those (everything else starts at
+    0, as the language says)."""
+    out: set[str] = set()
+    seen: set[str] = set()
+    for st in fn.stages:
+        read = {n.tensor for n in ir.walk(st.rhs) if isinstance(n, ir.Read)}
+        t = st.tensor
+        if t not in seen and t not in read and (st.op is None or st.init):
+            shape = fn.tensor(t).shape
+            covered = all(
+                d.lo.evaluate(sizes) == 0 and d.hi.evaluate(sizes) == ext.evaluate(sizes)
+                for d, ext in zip(st.lhs_dims, shape, strict=True))
+            if covered and len(st.lhs) == len(shape):
+                out.add(t)
+        seen |= read | {t}
+    inputs = {t.name for t in fn.inputs}
+    return frozenset(out - inputs)
