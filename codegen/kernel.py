@@ -193,3 +193,18 @@ def walk_stmts(s: Stmt):
     yield s
     for c in children(s):
         yield from walk_stmts(c)
+
+
+def own_exprs(s: Stmt) -> tuple[ir.Expr, ...]:
+    """The expressions ``s`` evaluates itself (not those of the statements inside it)."""
+    if isinstance(s, Store):
+        return (*s.indices, s.value)
+    if isinstance(s, Local):
+        return () if s.init is None else (s.init,)
+    if isinstance(s, Assign):
+        return (s.value,)
+    if isinstance(s, If):
+        return (s.cond,)
+    if isinstance(s, For):
+        return (s.init, s.cond)
+    return ()

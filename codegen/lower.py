@@ -306,7 +306,7 @@ class _KernelLowering:
             # Below the mark a written tensor lives in shared memory only: a global
             # access there would miss the block's updates (or be overwritten by them).
             touched = {st.buffer} if isinstance(st, k.Store) else set()
-            for e in _exprs(st):
+            for e in k.own_exprs(st):
                 touched |= {r.tensor for r in ir.walk(e) if isinstance(r, ir.Read)}
             if touched & written:
                 raise TcInternalError(f"{plan.mark}: a global access to a promoted tensor "
@@ -407,20 +407,6 @@ def placements(body: k.Stmt, block: tuple[int, int, int]
 
     walk(body, {})
     return out
-
-
-def _exprs(s: k.Stmt) -> tuple[ir.Expr, ...]:
-    if isinstance(s, k.Store):
-        return (*s.indices, s.value)
-    if isinstance(s, k.Local):
-        return () if s.init is None else (s.init,)
-    if isinstance(s, k.Assign):
-        return (s.value,)
-    if isinstance(s, k.If):
-        return (s.cond,)
-    if isinstance(s, k.For):
-        return (s.init, s.cond)
-    return ()
 
 
 Crossing = Callable[[Mapping[str, tuple[int | None, ...] | None], tuple[int, ...]],

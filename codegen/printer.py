@@ -391,8 +391,13 @@ class CFamilyPrinter:
         self.stmt(s.body, depth + 1)
         self.emit("}", depth)
 
+    def condition(self, e: ir.Expr) -> str:
+        """The condition of an ``if`` statement (isl's conditions and the lowering's
+        guards)."""
+        return self.expr(e)
+
     def s_If(self, s: k.If, depth: int) -> None:
-        self.emit(f"if ({_bare(self.expr(s.cond))}) {{", depth)
+        self.emit(f"if ({_bare(self.condition(s.cond))}) {{", depth)
         self.stmt(s.then, depth + 1)
         if s.otherwise is not None:
             self.emit("} else {", depth)

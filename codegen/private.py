@@ -58,18 +58,6 @@ def promote_private(body: k.Stmt, depth: int = 0) -> k.Stmt:
     return _Promoter(depth, taken).stmt(body, _one_thread_per_block(body))
 
 
-def _own_exprs(s: k.Stmt) -> tuple[ir.Expr, ...]:
-    """The expressions ``s`` evaluates itself (not those of nested statements)."""
-    if isinstance(s, k.For | k.If):
-        return (s.init, s.cond) if isinstance(s, k.For) else (s.cond,)
-    if isinstance(s, k.Store):
-        return (*s.indices, s.value)
-    if isinstance(s, k.Local | k.Assign):
-        value = s.init if isinstance(s, k.Local) else s.value
-        return () if value is None else (value,)
-    return ()
-
-
 def _one_thread_per_block(body: k.Stmt) -> bool:
     """Whether blocks have one thread: the lowering maps every statement over each
     thread axis of more than one id or guards it to id 0, so a body that never
@@ -78,7 +66,7 @@ def _one_thread_per_block(body: k.Stmt) -> bool:
         if isinstance(s, k.For) and s.mapping is not None and s.mapping.startswith("thread"):
             return False
         if any(isinstance(n, k.HwId) and n.kind in ("thread", "block_dim")
-               for e in _own_exprs(s) for n in ir.walk(e)):
+               for e in k.own_exprs(s) for n in ir.walk(e)):
             return False
     return True
 
@@ -207,7 +195,7 @@ class _Element:
 
     def touches(self, s: k.Stmt) -> bool:
         return any(isinstance(n, k.Store) and n.buffer == self.buffer
-                   or any(self.hits(e) for e in _own_exprs(n)) for n in k.walk_stmts(s))
+                   or any(self.hits(e) for e in k.own_exprs(n)) for n in k.walk_stmts(s))
 
     def definite(self, s: k.Stmt) -> bool:
         """Whether running ``s`` certainly stores (or, read only, reads) the element."""
@@ -218,7 +206,7 @@ class _Element:
         if self.origins:
             return isinstance(s, k.Store) and s.buffer == self.buffer
         if isinstance(s, k.Store | k.Local | k.Assign | k.If):
-            return any(r == self.read for e in _own_exprs(s) for r in _unconditional_reads(e))
+            return any(r == self.read for e in k.own_exprs(s) for r in _unconditional_reads(e))
         return False
 
     def conditions(self, s: k.Stmt, bound: frozenset[str]) -> tuple[ir.Expr, ...] | None:
@@ -397,7 +385,7 @@ class _Promoter:
         for s in k.walk_stmts(loop.body):
             if isinstance(s, k.Store):
                 stores.setdefault(s.buffer, []).append(s)
-            for n in (n for e in _own_exprs(s) for n in ir.walk(e)):
+            for n in (n for e in k.own_exprs(s) for n in ir.walk(e)):
                 if isinstance(n, ir.Read):
                     reads.setdefault(n.tensor, []).append(n)
         candidates = [self.stored_element(b, sts, reads.get(b, []), bound)

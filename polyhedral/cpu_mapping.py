@@ -35,7 +35,13 @@ from collections.abc import Mapping
 import islpy as isl
 
 from polyhedral.dependences import Dependences
-from polyhedral.mapping import KernelMapping, MappedSchedule, constant_members, member_spans
+from polyhedral.mapping import (
+    KernelMapping,
+    MappedSchedule,
+    constant_members,
+    each_kernel,
+    member_spans,
+)
 from polyhedral.schedule import band_coincidence, reduction_members, statement_names
 from polyhedral.scop import Scop
 from tc.ir import nodes as ir
@@ -164,12 +170,7 @@ class _CpuMapper:
         self.kernels: list[KernelMapping] = []
 
     def visit(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
-        t = node.get_type()
-        if t == _T.band and node.band_n_member() > 0 or t == _T.leaf:
-            return self.kernel(node)
-        for i in range(node.n_children()):
-            node = self.visit(node.child(i)).parent()
-        return node
+        return each_kernel(node, self.kernel)
 
     def kernel(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
         index = len(self.kernels)

@@ -21,6 +21,7 @@ no marked loop distributes, and places barriers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import islpy as isl
@@ -102,6 +103,19 @@ def member_spans(node: isl.ScheduleNode, context: isl.Set | None) -> tuple[int |
     return tuple(out)
 
 
+def each_kernel(node: isl.ScheduleNode,
+                kernel: Callable[[isl.ScheduleNode], isl.ScheduleNode]) -> isl.ScheduleNode:
+    """``kernel`` applied to each kernel's subtree: the first band (or leaf) on every
+    path down through the root's sequences, sets, filters and marks. Returns the node
+    at ``node``'s position (every mapping strategy splits kernels this way)."""
+    t = node.get_type()
+    if t == _T.band and node.band_n_member() > 0 or t == _T.leaf:
+        return kernel(node)
+    for i in range(node.n_children()):
+        node = each_kernel(node.child(i), kernel).parent()
+    return node
+
+
 def _tight(limit: int, span: int | None) -> int:
     """A grid or block size: the option's, but no more than the values to cover."""
     return limit if span is None else max(1, min(limit, span))
@@ -126,12 +140,7 @@ class _Mapper:
 
     # -- kernels ---------------------------------------------------------------------------
     def visit(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
-        t = node.get_type()
-        if t == _T.band and node.band_n_member() > 0 or t == _T.leaf:
-            return self.kernel(node)
-        for i in range(node.n_children()):
-            node = self.visit(node.child(i)).parent()
-        return node
+        return each_kernel(node, self.kernel)
 
     def kernel(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
         index = len(self.kernels)

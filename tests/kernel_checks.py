@@ -308,24 +308,10 @@ def cpu_problems(program: CompiledProgram) -> list[str]:
                         out.append(f"{kern.name}: parallel loop {s.var} assigns outer local "
                                    f"{st.name}")
         for s in k.walk_stmts(kern.body):
-            for e in _own(s):
+            for e in k.own_exprs(s):
                 if any(isinstance(n, k.HwId) for n in ir.walk(e)):
                     out.append(f"{kern.name}: hardware id on a CPU")
     return out
-
-
-def _own(s: k.Stmt) -> tuple[ir.Expr, ...]:
-    if isinstance(s, k.Store):
-        return (*s.indices, s.value)
-    if isinstance(s, k.Local):
-        return () if s.init is None else (s.init,)
-    if isinstance(s, k.Assign):
-        return (s.value,)
-    if isinstance(s, k.If):
-        return (s.cond,)
-    if isinstance(s, k.For):
-        return (s.init, s.cond)
-    return ()
 
 
 def program_problems(program: CompiledProgram) -> list[str]:

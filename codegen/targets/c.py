@@ -104,14 +104,8 @@ class CPrinter(CFamilyPrinter):
             return f"(({c})(({u})0 - ({u})({self.expr(e.a)})))"
         return super().e_Unary(e)
 
-    def s_If(self, s: k.If, depth: int) -> None:
-        # isl's conditions and the lowering's guards: index arithmetic.
-        self.emit(f"if ({_bare(self.index(s.cond))}) {{", depth)
-        self.stmt(s.then, depth + 1)
-        if s.otherwise is not None:
-            self.emit("} else {", depth)
-            self.stmt(s.otherwise, depth + 1)
-        self.emit("}", depth)
+    def condition(self, e: ir.Expr) -> str:
+        return self.index(e)  # isl's conditions and the lowering's guards: indices
 
     def helper_text(self, name: str) -> str:
         if name.startswith("red_"):
@@ -216,7 +210,7 @@ def simd_clause(s: k.For) -> str | None:
     # An accumulator read anywhere but as its own update's left operand would see a
     # partial sum.
     for st in k.walk_stmts(s.body):
-        for e in _own_exprs(st):
+        for e in k.own_exprs(st):
             if st in updates and e is st.value:
                 e = st.value.b
             if any(isinstance(n, ir.Var) and n.name in ops for n in ir.walk(e)):
@@ -248,20 +242,6 @@ def declare_reduction(name: str) -> str:
     identity = "-INFINITY" if "max" in fn else "INFINITY"
     return (f"#pragma omp declare reduction({name} : {ctype} : omp_out = {fn}(omp_out, "
             f"omp_in)) initializer(omp_priv = {identity})")
-
-
-def _own_exprs(s: k.Stmt) -> tuple[ir.Expr, ...]:
-    if isinstance(s, k.Store):
-        return (*s.indices, s.value)
-    if isinstance(s, k.Local):
-        return () if s.init is None else (s.init,)
-    if isinstance(s, k.Assign):
-        return (s.value,)
-    if isinstance(s, k.If):
-        return (s.cond,)
-    if isinstance(s, k.For):
-        return (s.init, s.cond)
-    return ()
 
 
 def check_parallel(body: k.Stmt) -> None:

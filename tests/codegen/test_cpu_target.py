@@ -19,6 +19,7 @@ import logging
 
 import pytest
 import torch
+from catalogue_cases import kernel_and_inputs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kernel_checks import assert_same, cpu_problems
@@ -83,29 +84,6 @@ def cpu_options(draw) -> MappingOptions:
     o.cpuParallel(draw(st.booleans()))
     o.cpuVectorize(draw(st.booleans()))
     return o
-
-
-def _scaled(value: int, how: str) -> int:
-    return {"keep": value, "one": 1, "half": max(1, value // 2), "minus1": max(1, value - 1),
-            "prime": max((p for p in (1, 2, 3, 5, 7) if p <= value), default=1)}[how]
-
-
-@st.composite
-def kernel_and_inputs(draw, names: list[str]):
-    kernel = KERNELS[draw(st.sampled_from(names))]
-    base = draw(st.sampled_from(kernel.test_sizes))
-    hows = draw(st.lists(st.sampled_from(["keep", "keep", "one", "half", "minus1", "prime"]),
-                         min_size=len(base), max_size=len(base)))
-    seed = draw(st.integers(0, 2**16))
-    for sizes in ({s: _scaled(v, h) for (s, v), h in zip(base.items(), hows, strict=True)},
-                  base):
-        try:
-            inputs = _inputs(kernel, sizes, seed)
-            _reference(kernel.tc)[kernel.entry].bind(*inputs)
-        except (tc.TcError, RuntimeError, ValueError):
-            continue
-        return kernel, sizes, inputs
-    raise AssertionError(f"{kernel.name}: its test size {base} is invalid")
 
 
 @pytest.mark.parametrize("names", KERNEL_GROUPS, ids=[f"group{i}" for i in range(GROUPS)])

@@ -21,13 +21,13 @@ import functools
 import math
 
 import pytest
-import torch
+from catalogue_cases import kernel_and_inputs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kernel_checks import assert_same, structure_problems
 
 import tc
-from tc.catalogue import KERNELS, Kernel
+from tc.catalogue import KERNELS
 from tc.options import FUSION_STRATEGIES, MappingOptions
 
 #: The kernels are split into groups, each fuzzed on its own, so that the few examples
@@ -88,33 +88,6 @@ def mapping_options(draw, work_items: int) -> MappingOptions:
     o.useReadOnlyCache(draw(st.booleans()))
     o.matchLibraryCalls(draw(st.booleans()))
     return o
-
-
-def _scaled(value: int, how: str) -> int:
-    return {"keep": value, "one": 1, "half": max(1, value // 2), "minus1": max(1, value - 1),
-            "prime": max((p for p in (1, 2, 3, 5, 7) if p <= value), default=1)}[how]
-
-
-@st.composite
-def kernel_and_inputs(draw, names: list[str]
-                      ) -> tuple[Kernel, dict[str, int], tuple[torch.Tensor, ...]]:
-    """A kernel of ``names``, sizes and inputs. Scaled-down sizes that the kernel does
-    not accept (a window larger than its image, ...) fall back to the test size."""
-    kernel = KERNELS[draw(st.sampled_from(names))]
-    base = draw(st.sampled_from(kernel.test_sizes))
-    hows = draw(st.lists(st.sampled_from(["keep", "keep", "one", "half", "minus1", "prime"]),
-                         min_size=len(base), max_size=len(base)))
-    seed = draw(st.integers(0, 2**16))
-    for sizes in ({s: _scaled(v, h) for (s, v), h in zip(base.items(), hows, strict=True)},
-                  base):
-        try:
-            inputs = kernel.make_inputs(sizes, torch.Generator().manual_seed(seed))
-            _reference(kernel.tc)[kernel.entry].bind(*inputs)
-        except (tc.TcError, RuntimeError, ValueError):
-            assert sizes is not base, f"{kernel.name}: its test size {base} is invalid"
-            continue
-        return kernel, sizes, inputs
-    raise AssertionError("unreachable")
 
 
 @pytest.mark.parametrize("names", KERNEL_GROUPS, ids=[f"group{i}" for i in range(GROUPS)])
