@@ -117,12 +117,10 @@ class Executor:
         made = [(torch.empty if written else torch.zeros)(shape, dtype=dtype, device=dev)
                 for shape, dtype, written in shapes]
         err = torch.zeros(1, dtype=torch.int32, device=dev)
+        tensors = (*call.inputs, *made, err)
         n_in = len(call.inputs)
-        args = [KernelArg.buffer(t, written=i >= n_in)
-                for i, t in enumerate((*call.inputs, *made, err))]
-        args += scalars
         for index in launches:
-            self._launch(index, self.program.kernels[index], args)
+            self._launch(index, self.program.kernels[index], tensors, n_in, scalars)
         code = int(err.item())
         if code:
             read = self.program.checks[code - 1]
@@ -149,13 +147,14 @@ class Executor:
         # Scratch buffers of the templates (matchLibraryCalls), zero-filled.
         shapes += [(tuple(int(s.value) for s in b.shape), TORCH_DTYPES[b.dtype], False)
                    for b in self.program.scratch]
-        scalars = [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32)
+        scalars = [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32).value  # range check
                    for n in self.fn.size_names]
         return shapes, scalars, tuple(host_mod.launches(self.program.host, call.sizes))
 
-    def _launch(self, index: int, ck, args: list[KernelArg]) -> None:
-        log.debug("launch %s grid=%s block=%s", ck.name, ck.grid, ck.block)
-        self.target.launch(self._compiled[index], ck.kernel, args)
+    def _launch(self, index: int, ck, tensors: tuple, n_inputs: int, sizes: list[int]) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("launch %s grid=%s block=%s", ck.name, ck.grid, ck.block)
+        self.target.launch(self._compiled[index], ck.kernel, tensors, n_inputs, sizes)
 
 
 def build_executor(fn, call: BoundCall, options, target: str | Target,

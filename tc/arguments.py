@@ -43,10 +43,14 @@ class BoundCall:
     device: torch.device
 
     def signature(self) -> tuple:
-        """What a compiled kernel depends on: dtypes, shapes and strides, device."""
-        return tuple((t.dtype, tuple(t.shape), tuple(t.stride())) for t in self.inputs) + (
-            str(self.device),
-        )
+        """What a compiled kernel depends on: dtypes, shapes and strides, device
+        (computed once per call: the memo lookup and the executor both ask)."""
+        sig = self.__dict__.get("_signature")
+        if sig is None:
+            sig = tuple((t.dtype, tuple(t.shape), tuple(t.stride())) for t in self.inputs) + (
+                str(self.device),)
+            object.__setattr__(self, "_signature", sig)
+        return sig
 
 
 def _as_tensor(value, decl: ir.TensorDecl, fn: ir.Function) -> torch.Tensor:

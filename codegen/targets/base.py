@@ -94,9 +94,21 @@ class Target(ABC):
         return KernelInfo(kernel.name, self.source(kernel), kernel.grid, kernel.block)
 
     @abstractmethod
-    def launch(self, handle: Any, kernel: k.Kernel, args: Sequence[KernelArg]) -> None:
-        """Run one built kernel on packed arguments and wait for it (CUDA: enqueue on
-        torch's current stream)."""
+    def launch(self, handle: Any, kernel: k.Kernel, tensors: Sequence[Any], n_inputs: int,
+               sizes: Sequence[int]) -> None:
+        """Run one built kernel and wait for it (CUDA: enqueue on torch's current
+        stream). ``tensors`` are its global buffers in argument order (the first
+        ``n_inputs`` only read), ``sizes`` its int32 size arguments; every tensor is on
+        a device :meth:`check_device` accepted."""
+
+    @staticmethod
+    def packed(tensors: Sequence[Any], n_inputs: int, sizes: Sequence[int]) -> list[KernelArg]:
+        """The arguments as :class:`~codegen.launch.KernelArg` values (for launchers
+        that take them)."""
+        from tc.ir.types import ScalarType
+
+        return ([KernelArg.buffer(t, written=i >= n_inputs) for i, t in enumerate(tensors)]
+                + [KernelArg.scalar(v, ScalarType.INT32) for v in sizes])
 
     # -- devices and the cache ---------------------------------------------------------------
     def check_device(self, device: Any) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from codegen import kernel as k
 from codegen.cc import MVEC_CANDIDATES, vector_math
-from codegen.launch import ArgKind, KernelArg, LaunchLimits
+from codegen.launch import LaunchLimits
 from codegen.printer import CFamilyPrinter, _bare
 from codegen.targets.base import Target
 from tc.errors import TcBackendError, TcInternalError
@@ -304,8 +304,9 @@ class CTarget(Target):
         # One library holds every kernel: stored once, with the first kernel.
         return [h.library.binary if i == 0 else None for i, h in enumerate(handles)]
 
-    def launch(self, handle: Any, kernel: k.Kernel, args: Sequence[KernelArg]) -> None:
-        handle(args)
+    def launch(self, handle: Any, kernel: k.Kernel, tensors: Sequence[Any], n_inputs: int,
+               sizes: Sequence[int]) -> None:
+        handle(tensors, sizes)
 
     def device_text(self, arch: str | None = None, device_index: int | None = None) -> str:
         return f"cpu {cpu_model()}; {os.cpu_count()} cores"
@@ -329,17 +330,8 @@ class _Function:
         self.fn.argtypes = ([ctypes.c_void_p] * len(kernel.arguments)
                             + [ctypes.c_int] * len(kernel.sizes))
 
-    def __call__(self, args: Sequence[KernelArg]) -> None:
-        values = []
-        for i, a in enumerate(args):
-            if a.kind is ArgKind.BUFFER:
-                t = a.tensor
-                if t.device.type != "cpu":
-                    raise TcBackendError(f"argument {i}: the cpu target needs CPU tensors, got "
-                                         f"one on {t.device}")
-                values.append(t.data_ptr())
-            elif a.kind is ArgKind.SCALAR:
-                values.append(a.value)
-            else:
-                raise TcBackendError(f"argument {i}: CPU kernels take no local buffers")
-        self.fn(*values)
+    def __call__(self, tensors: Sequence[Any], sizes: Sequence[int]) -> None:
+        # The hot path of every call: data pointers (the views' first elements; the
+        # kernel was compiled for their strides) and the sizes. The backend checked
+        # that the tensors are CPU tensors.
+        self.fn(*[t.data_ptr() for t in tensors], *sizes)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codegen import kernel as k
-from codegen.launch import CUDA_LIMITS, KernelArg, LaunchLimits
+from codegen.launch import CUDA_LIMITS, LaunchLimits
 from codegen.printer import CFamilyPrinter
 from codegen.targets.base import KernelInfo, Target
 from tc.errors import TcBackendError
@@ -106,10 +106,11 @@ class CudaTarget(Target):
         return KernelInfo(kernel.name, self.source(kernel), kernel.grid, kernel.block,
                           handle.ptx, dict(handle.resources))
 
-    def launch(self, handle: Any, kernel: k.Kernel, args: Sequence[KernelArg]) -> None:
+    def launch(self, handle: Any, kernel: k.Kernel, tensors: Sequence[Any], n_inputs: int,
+               sizes: Sequence[int]) -> None:
         from codegen.nvrtc import launch_cuda
 
-        launch_cuda(handle, kernel.grid, kernel.block, args)
+        launch_cuda(handle, kernel.grid, kernel.block, self.packed(tensors, n_inputs, sizes))
 
     def check_device(self, device: Any) -> None:
         if device.type != "cuda" and not self.available():

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codegen import kernel as k
-from codegen.launch import KernelArg, LaunchLimits
+from codegen.launch import LaunchLimits
 from codegen.printer import C_TYPES, CFamilyPrinter, uses_double
 from codegen.targets.base import Target
 from tc.ir.types import ScalarType as T
@@ -94,10 +94,12 @@ class OpenCLTarget(Target):
 
         return [program_binary(p) for p in handles]
 
-    def launch(self, handle: Any, kernel: k.Kernel, args: Sequence[KernelArg]) -> None:
+    def launch(self, handle: Any, kernel: k.Kernel, tensors: Sequence[Any], n_inputs: int,
+               sizes: Sequence[int]) -> None:
         from codegen.opencl import launch
 
-        launch(handle, kernel.name, kernel.grid, kernel.block, args)
+        launch(handle, kernel.name, kernel.grid, kernel.block,
+               self.packed(tensors, n_inputs, sizes))
 
     def device_text(self, arch: str | None = None, device_index: int | None = None) -> str:
         from codegen.opencl import pocl_device

@@ -261,6 +261,12 @@ class Function:
     span: Span | None = field(default=None, compare=False, repr=False)
     source: str = field(default="", compare=False, repr=False)
 
+    def __hash__(self) -> int:
+        # Functions key the executor memo on every call: hashing the whole tree each
+        # time cost ~2 us. Equal functions have equal names and stage counts, so the
+        # hash stays consistent with ==, which resolves the rare collisions.
+        return hash((self.name, len(self.stages), len(self.inputs)))
+
     @property
     def tensors(self) -> tuple[TensorDecl, ...]:
         return self.inputs + self.outputs + self.temps
