@@ -206,14 +206,15 @@ class _CompileState:
 
     def handle(self, conn, options_json: str) -> None:
         from codegen.compiler import compile_program
-        from codegen.executor import Executor
+        from codegen.executor import Executor, uses_symbolic_sizes
         from codegen.targets import get_target
 
         s = self.spec
         _act(_faults(s.faults, options_json, "compile"), "crash", "hang")
         options = MappingOptions.deserialize(options_json)
-        program = compile_program(self.fn, options, s.sizes, s.strides,
-                                  get_target(s.backend).strategy)
+        target = get_target(s.backend)
+        program = compile_program(self.fn, options, s.sizes, s.strides, target.strategy,
+                                  uses_symbolic_sizes(target, options))
         why = compiled_rejection(program, s.min_threads, s.shared_limit, s.limits)
         if why is not None:
             conn.send(("rejected", why))

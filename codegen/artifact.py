@@ -154,11 +154,26 @@ def verify_program(program: CompiledProgram, signature: tuple,
                    fn: ir.Function | None = None) -> None:
     """Check that ``program`` computes ``fn`` (when given) for the inputs of
     ``signature`` (a ``BoundCall.signature()``); :class:`ArtifactError` if not."""
+    from codegen.executor import signature_class
     from tc.arguments import SCALAR_TYPES
 
     if fn is not None and program.fn != fn:
         raise ArtifactMismatch(f"the stored program computes another definition than "
                             f"{fn.name!r}")
+    if program.symbolic:  # it serves every call of its class (codegen.compiler)
+        try:
+            wanted_class = tuple((SCALAR_TYPES[dtype], rank, units) for dtype, rank, units
+                                 in signature_class(tuple(signature))[:-1])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"cannot compare the stored program's signature: {e}") from e
+        stored_class = tuple(
+            (buf.dtype, len(buf.shape),
+             tuple(isinstance(st, ir.IntImm) and st.value == 1 for st in buf.strides))
+            for buf in program.buffers[: len(program.fn.inputs)])
+        if stored_class != wanted_class:
+            raise ArtifactError(f"the stored program was compiled for inputs of class "
+                                f"{stored_class}, the call's is {wanted_class}")
+        return
     try:
         wanted = tuple((SCALAR_TYPES[dtype], tuple(shape), tuple(strides))
                        for dtype, shape, strides in signature[:-1])

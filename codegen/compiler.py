@@ -28,6 +28,7 @@ from codegen.lower import (
     lower_kernel,
     mark_depths,
     promote_kernel,
+    size_expr,
     synchronize_kernel,
 )
 from codegen.printer import print_kernel
@@ -104,6 +105,9 @@ class CompiledProgram:
     segments: tuple[Segment, ...] = ()
     # The mapping strategy (a target's ``strategy``): "gpu" or "cpu".
     strategy: str = "gpu"
+    # Sizes and strides are kernel arguments (see compile_program): ``sizes`` and the
+    # buffers' constant shapes then describe nothing but the first call.
+    symbolic: bool = False
 
 
 def _const(v: int) -> ir.Expr:
@@ -120,20 +124,70 @@ def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def make_buffers(fn: ir.Function, sizes: Mapping[str, int],
-                 input_strides: Sequence[Sequence[int]]) -> tuple[k.Buffer, ...]:
+                 input_strides: Sequence[Sequence[int]], symbolic: bool = False
+                 ) -> tuple[k.Buffer, ...]:
     """The global buffers: inputs with their real strides, outputs and temporaries
-    contiguous, then the error flag."""
+    contiguous, then the error flag.
+
+    ``symbolic``: shapes are expressions of the size arguments, and an input's
+    strides are arguments too (:func:`stride_name`) except those equal to 1 (what
+    :func:`unit_strides` records): they stay 1, so that the C compiler sees unit
+    strides and vectorises. Outputs' strides are products of sizes."""
     out = []
     for t, strides in zip(fn.inputs, input_strides, strict=True):
-        shape = tuple(s.evaluate(sizes) for s in t.shape)
-        out.append(k.Buffer(buffer_name(t.name), t.dtype, tuple(map(_const, shape)),
-                            tuple(map(_const, strides)), read_only=True))
+        if symbolic:
+            shape = tuple(size_expr(s) for s in t.shape)
+            unit = unit_strides(t, sizes, strides)
+            st = tuple(_const(1) if u else ir.Var(stride_name(t.name, d), "size", type=INDEX_TYPE)
+                       for d, u in enumerate(unit))
+        else:
+            shape = tuple(map(_const, (s.evaluate(sizes) for s in t.shape)))
+            st = tuple(map(_const, strides))
+        out.append(k.Buffer(buffer_name(t.name), t.dtype, shape, st, read_only=True))
     for t in fn.outputs + fn.temps:
-        shape = tuple(s.evaluate(sizes) for s in t.shape)
-        out.append(k.Buffer(buffer_name(t.name), t.dtype, tuple(map(_const, shape)),
-                            tuple(map(_const, contiguous_strides(shape)))))
+        if symbolic:
+            shape = tuple(size_expr(s) for s in t.shape)
+            st, acc = [], _const(1)
+            for e in reversed(shape):
+                st.append(acc)
+                acc = _mul(acc, ir.Binary("max", e, _const(1), type=INDEX_TYPE))
+            st = tuple(reversed(st))
+        else:
+            shape_v = tuple(s.evaluate(sizes) for s in t.shape)
+            shape = tuple(map(_const, shape_v))
+            st = tuple(map(_const, contiguous_strides(shape_v)))
+        out.append(k.Buffer(buffer_name(t.name), t.dtype, shape, st))
     out.append(k.Buffer(ERROR_BUFFER, ScalarType.INT32, (_const(1),), (_const(1),)))
     return tuple(out)
+
+
+def _mul(a: ir.Expr, b: ir.Expr) -> ir.Expr:
+    if isinstance(a, ir.IntImm) and a.value == 1:
+        return b
+    return ir.Binary("*", a, b, type=INDEX_TYPE)
+
+
+def stride_name(tensor: str, dim: int) -> str:
+    """The kernel argument holding an input's stride along ``dim`` (symbolic mode)."""
+    return f"st_{tensor}_{dim}"
+
+
+def unit_strides(t: ir.TensorDecl, sizes: Mapping[str, int],
+                 strides: Sequence[int]) -> tuple[bool, ...]:
+    """Which dimensions of input ``t`` have stride 1 and more than one element (a
+    dimension of one element has no meaningful stride)."""
+    return tuple(st == 1 and s.evaluate(sizes) > 1 for s, st in zip(t.shape, strides,
+                                                                     strict=True))
+
+
+def stride_arguments(fn: ir.Function, sizes: Mapping[str, int],
+                     input_strides: Sequence[Sequence[int]]) -> tuple[tuple[str, int, int], ...]:
+    """The stride arguments of a symbolic program for a call: (input, dim, stride) of
+    each stride that is not fixed to 1, in argument order."""
+    return tuple((t.name, d, st)
+                 for t, strides in zip(fn.inputs, input_strides, strict=True)
+                 for d, (st, u) in enumerate(zip(strides, unit_strides(t, sizes, strides),
+                                                 strict=True)) if not u)
 
 
 def unit_dims(fn: ir.Function, sizes: Mapping[str, int],
@@ -142,13 +196,28 @@ def unit_dims(fn: ir.Function, sizes: Mapping[str, int],
     last), None when none has (a scalar, or a view without one)."""
     out: dict[str, int | None] = {}
     for t, strides in zip(fn.inputs, input_strides, strict=True):
-        shape = [s.evaluate(sizes) for s in t.shape]
-        ones = [d for d, (n, st) in enumerate(zip(shape, strides, strict=True))
-                if st == 1 and n > 1]
+        ones = [d for d, u in enumerate(unit_strides(t, sizes, strides)) if u]
         out[t.name] = ones[-1] if ones else None
     for t in fn.outputs + fn.temps:
         out[t.name] = len(t.shape) - 1 if t.shape else None
     return out
+
+
+def instance_count(fn: ir.Function, statements: Sequence[str]) -> ir.Expr:
+    """The number of instances of scop statements ``statements`` as a 64-bit
+    expression of the size arguments (a symbolic kernel's parallel loop runs on one
+    thread below a threshold of it)."""
+    total: ir.Expr | None = None
+    for name in statements:
+        st = fn.stages[int(name[1:].removesuffix("_init"))]
+        dims = st.lhs_dims if name.endswith("_init") else st.domain
+        count: ir.Expr = ir.IntImm(1, type=ScalarType.INT64)
+        for d in dims:
+            extent = ir.Cast(size_expr(d.hi - d.lo), type=ScalarType.INT64)
+            count = ir.Binary("*", count, extent, type=ScalarType.INT64)
+        total = count if total is None else ir.Binary("+", total, count,
+                                                      type=ScalarType.INT64)
+    return total if total is not None else ir.IntImm(0, type=ScalarType.INT64)
 
 
 def dependence_pairs(deps: isl.UnionMap) -> frozenset[tuple[str, str]]:
@@ -168,14 +237,21 @@ def _size_context(scop: Scop, sizes: Mapping[str, int]) -> isl.Set:
 
 
 def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
-                    input_strides: Sequence[Sequence[int]], strategy: str = "gpu"
-                    ) -> CompiledProgram:
+                    input_strides: Sequence[Sequence[int]], strategy: str = "gpu",
+                    symbolic: bool = False) -> CompiledProgram:
     """Compile ``fn`` for concrete sizes and input strides under ``options``, mapped
     with ``strategy`` ("gpu": blocks and threads; "cpu": parallel and vector loops;
-    a target's ``strategy``)."""
+    a target's ``strategy``).
+
+    ``symbolic`` (the CPU strategy, with ``fixParametersBeforeScheduling`` off): the
+    kernels take the sizes and the inputs' strides as arguments (strides of 1 stay
+    1), so the program serves every call of the same dtypes, ranks and unit strides
+    (:func:`codegen.executor.signature_class`); ``sizes`` and ``input_strides`` then
+    only guide choices that affect speed (the vector loop)."""
     stats.count("compile_program")
     if strategy not in ("gpu", "cpu"):
         raise ValueError(f"unknown mapping strategy {strategy!r}")
+    symbolic = symbolic and strategy == "cpu" and not options.fix_parameters
     if options.match_library_calls and strategy == "gpu":
         segmented = _compile_segmented(fn, options, sizes, input_strides)
         if segmented is not None:
@@ -202,7 +278,7 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     context = _size_context(scop, sizes)
     if strategy == "cpu":
         mapped = map_to_cpu(scop, deps, tiled, options, unit_dims(fn, sizes, input_strides),
-                            context, sizes)
+                            None if symbolic else context, sizes, threshold=not symbolic)
     else:
         mapped = map_to_gpu(scop, deps, tiled, options, context)
     plans: dict = {}
@@ -218,8 +294,11 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     lap("map")
     params = {isl_name: tc_name for tc_name, isl_name in scop.param_ids.items()}
     program, kernel_asts = host_mod.split_program(ast, params)
-    buffers = make_buffers(fn, sizes, input_strides)
-    shapes = {t.name: tuple(s.evaluate(sizes) for s in t.shape) for t in fn.tensors}
+    buffers = make_buffers(fn, sizes, input_strides, symbolic)
+    if symbolic:
+        shapes = {t.name: tuple(size_expr(s) for s in t.shape) for t in fn.tensors}
+    else:
+        shapes = {t.name: tuple(s.evaluate(sizes) for s in t.shape) for t in fn.tensors}
     checks: list[ir.Read] = []
     kernels = []
     prefixes = prefix_schedules(mapped.schedule)
@@ -236,6 +315,13 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
         kernels.append(lower_kernel(kernel_asts[m.index], fn, f"tc_{fn.name}_{m.index}", m.grid,
                                     m.block, buffers, params, shapes, checks, options, plans,
                                     annotations))
+    if symbolic:
+        strides = tuple(stride_name(t, d) for t, d, _ in
+                        stride_arguments(fn, sizes, input_strides))
+        kernels = [dataclasses.replace(
+            kern, sizes=kern.sizes + strides,
+            meta={**kern.meta, "parallel_if": instance_count(fn, m.statements)})
+            for kern, m in zip(kernels, mapped.kernels, strict=True)]
     lap("lower")
     # On a CPU, a scalar in a register is always right (no occupancy to trade for it),
     # and vector reductions need their accumulators in scalars: promote regardless.
@@ -247,7 +333,8 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     compiled = tuple(CompiledKernel(kern) for kern in kernels)
     stages["host"] = host_mod.host_str(program)
     return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
-                           tuple(checks), stages, timings, mapped, strategy=strategy)
+                           tuple(checks), stages, timings, mapped, strategy=strategy,
+                           symbolic=symbolic)
 
 
 # -- matchLibraryCalls: segments ----------------------------------------------------------

@@ -22,10 +22,37 @@ from tc.ir.types import ScalarType
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "Executor", "KernelInfo", "build_executor"]
+__all__ = ["BACKENDS", "Executor", "KernelInfo", "build_executor", "memo_key", "signature_class",
+           "uses_symbolic_sizes"]
 
 #: The compiled back ends (the registered targets).
 BACKENDS = target_names()
+#: Call signatures whose plans an executor keeps (a symbolic one serves many).
+PLANS = 64
+
+
+def signature_class(signature: tuple) -> tuple:
+    """What a symbolic program depends on in a call signature (``BoundCall.signature``):
+    per input its dtype, rank and which dimensions have unit stride (and more than one
+    element), and the device; not the sizes, nor the other strides."""
+    *inputs, device = signature
+    return tuple((dtype, len(shape), tuple(st == 1 and n > 1 for n, st in zip(shape, strides,
+                                                                          strict=True)))
+                 for dtype, shape, strides in inputs) + (device,)
+
+
+def uses_symbolic_sizes(target: Target, options) -> bool:
+    """Whether ``target`` compiles ``options`` for every shape at once."""
+    return target.symbolic_sizes and not options.fix_parameters
+
+
+def memo_key(fn, call: BoundCall, options, target: Target) -> tuple:
+    """The key of an executor in a memo: the call's signature, or its class when the
+    target compiles these options for every shape."""
+    sig = call.signature()
+    if uses_symbolic_sizes(target, options):
+        sig = signature_class(sig)
+    return fn, sig, options.key()
 
 
 class Executor:
@@ -54,7 +81,7 @@ class Executor:
         self._compiled = target.build(kernels, binaries, arch)
         self.kernels: list[KernelInfo] = [target.info(kern, h)
                                           for kern, h in zip(kernels, self._compiled, strict=True)]
-        self._plan: tuple | None = None  # the sizes are the signature's: see _make_plan
+        self._plans: dict[tuple, tuple] = {}  # per call signature: see _make_plan
 
     @classmethod
     def from_artifact(cls, blob: bytes, backend: str | Target, signature: tuple,
@@ -106,13 +133,23 @@ class Executor:
 
     def run(self, call: BoundCall) -> list[torch.Tensor]:
         """Run on checked arguments; returns the outputs in declared order."""
-        if call.signature() != self.signature:
-            raise TcArgumentError(
-                f"{self.fn.name}: this executor was compiled for other input sizes, "
-                "strides or device; compile again (tc.define does it for you)")
-        if self._plan is None:
-            self._plan = self._make_plan(call)
-        shapes, scalars, launches = self._plan
+        sig = call.signature()
+        plan = self._plans.get(sig)
+        if plan is None:
+            if self.program.symbolic:
+                if signature_class(sig) != signature_class(self.signature):
+                    raise TcArgumentError(
+                        f"{self.fn.name}: this executor was compiled for inputs of other "
+                        "dtypes, ranks, unit strides or device; compile again (tc.define "
+                        "does it for you)")
+            elif sig != self.signature:
+                raise TcArgumentError(
+                    f"{self.fn.name}: this executor was compiled for other input sizes, "
+                    "strides or device; compile again (tc.define does it for you)")
+            if len(self._plans) >= PLANS:
+                self._plans.pop(next(iter(self._plans)))
+            plan = self._plans[sig] = self._make_plan(call)
+        shapes, scalars, launches = plan
         dev = call.device
         made = [(torch.empty if written else torch.zeros)(shape, dtype=dtype, device=dev)
                 for shape, dtype, written in shapes]
@@ -147,8 +184,13 @@ class Executor:
         # Scratch buffers of the templates (matchLibraryCalls), zero-filled.
         shapes += [(tuple(int(s.value) for s in b.shape), TORCH_DTYPES[b.dtype], False)
                    for b in self.program.scratch]
-        scalars = [KernelArg.scalar(int(call.sizes[n]), ScalarType.INT32).value  # range check
-                   for n in self.fn.size_names]
+        values = [int(call.sizes[n]) for n in self.fn.size_names]
+        if self.program.symbolic:
+            from codegen.compiler import stride_arguments
+
+            values += [st for _, _, st in stride_arguments(
+                self.fn, call.sizes, [t.stride() for t in call.inputs])]
+        scalars = [KernelArg.scalar(v, ScalarType.INT32).value for v in values]  # range check
         return shapes, scalars, tuple(host_mod.launches(self.program.host, call.sizes))
 
     def _launch(self, index: int, ck, tensors: tuple, n_inputs: int, sizes: list[int]) -> None:
@@ -166,5 +208,5 @@ def build_executor(fn, call: BoundCall, options, target: str | Target,
 
     target = get_target(target)
     program = compile_program(fn, options, call.sizes, [t.stride() for t in call.inputs],
-                              target.strategy)
+                              target.strategy, uses_symbolic_sizes(target, options))
     return Executor(program, target, call.signature(), arch)

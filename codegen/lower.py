@@ -27,6 +27,7 @@ from polyhedral.promotion import Annotations, SharedPlan
 from tc.errors import TcInternalError
 from tc.ir import nodes as ir
 from tc.ir.bounds import needs_runtime_check
+from tc.ir.sym import Sym
 from tc.ir.types import INDEX_TYPE, ScalarType
 from tc.options import MappingOptions
 
@@ -40,6 +41,25 @@ def buffer_name(tensor: str) -> str:
 
 def size_name(size: str) -> str:
     return f"s_{size}"
+
+
+def size_expr(s: Sym) -> ir.Expr:
+    """A size expression (``N``, ``N - KH + 1``, ``floor(N / 2)``, ...) as an index
+    expression of the kernel's size arguments."""
+    out = _int(s.const) if s.const or not s.terms else None
+    for atom, coeff in s.terms:
+        if atom.kind == "sym":
+            term: ir.Expr = ir.Var(size_name(atom.name), "size", type=_I)
+        elif atom.kind == "div":
+            term = _bin("/", size_expr(atom.args[0]), _int(atom.divisor))
+        else:  # min, max
+            term = size_expr(atom.args[0])
+            for a in atom.args[1:]:
+                term = _bin(atom.kind, term, size_expr(a))
+        if coeff != 1:
+            term = _bin("*", _int(coeff), term)
+        out = term if out is None else _bin("+", out, term)
+    return out if out is not None else _int(0)
 
 
 def _int(v: int) -> ir.Expr:
@@ -142,9 +162,10 @@ class _Subst(ir.Mutator):
             return read
         cond: ir.Expr | None = None
         for i, extent in zip(idx, self.shapes[e.tensor], strict=True):
-            if isinstance(i, ir.IntImm) and 0 <= i.value < extent:
+            if isinstance(extent, int) and isinstance(i, ir.IntImm) and 0 <= i.value < extent:
                 continue  # a constant subscript in bounds needs no check
-            ok = _bin("&&", _bin(">=", i, _int(0)), _bin("<", i, _int(extent)))
+            bound = _int(extent) if isinstance(extent, int) else extent
+            ok = _bin("&&", _bin(">=", i, _int(0)), _bin("<", i, bound))
             cond = ok if cond is None else _bin("&&", cond, ok)
         if cond is None:
             return read

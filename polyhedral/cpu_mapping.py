@@ -167,6 +167,7 @@ class _CpuMapper:
         self.uses = unit_stride_uses(fn, unit, sizes)
         self.context = context
         self.sizes = sizes
+        self.threshold = True
         self.kernels: list[KernelMapping] = []
 
     def visit(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
@@ -179,7 +180,8 @@ class _CpuMapper:
         if node.get_type() == _T.band:
             if self.vectorize:
                 node, _ = self.vector(node)
-            if self.parallel and self.instances(node) >= PARALLEL_MIN_INSTANCES:
+            if self.parallel and (not self.threshold
+                                  or self.instances(node) >= PARALLEL_MIN_INSTANCES):
                 node = self.parallel_loop(node)
         return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
 
@@ -313,13 +315,15 @@ class _CpuMapper:
 
 def map_to_cpu(scop: Scop, deps: Dependences, schedule: isl.Schedule,
                options: MappingOptions, unit: Mapping[str, int | None] | None = None,
-               context: isl.Set | None = None, sizes: Mapping[str, int] | None = None
-               ) -> MappedSchedule:
+               context: isl.Set | None = None, sizes: Mapping[str, int] | None = None,
+               threshold: bool = True) -> MappedSchedule:
     """Split ``schedule`` (already tiled) into kernels and mark their parallel and
     vector loops (see the module docstring). ``unit`` gives each tensor's dimension
     of stride 1 (the vector loop is chosen to walk those); ``context`` fixes the
     sizes (the spans of loops count), as ``sizes`` do (statements weigh by their
-    instances)."""
+    instances). Without ``threshold`` every kernel gets its parallel loop (a kernel
+    compiled for many shapes decides at run time: ``codegen.compiler``)."""
     mapper = _CpuMapper(scop.function, deps, options, unit or {}, context, sizes)
+    mapper.threshold = threshold
     root = mapper.visit(schedule.get_root())
     return MappedSchedule(scop, root.get_schedule(), tuple(mapper.kernels))

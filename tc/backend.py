@@ -81,9 +81,9 @@ class CompiledBackend:
 
     def executor(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
         """The executor for this call's signature (compiled on first use)."""
-        from codegen.executor import build_executor
+        from codegen.executor import build_executor, memo_key
 
-        key = (fn, call.signature(), options.key())
+        key = memo_key(fn, call, options, self.target)
         ex = self._executors.get(key)
         if ex is None:
             self.target.check_device(call.device)
@@ -150,7 +150,9 @@ class CompiledBackend:
         ex = self.executor(fn, call, opts)
         results = ex.run(call)
         if self._unstored:  # only while a kernel compiled here awaits storing
-            key = (fn, call.signature(), opts.key())
+            from codegen.executor import memo_key
+
+            key = memo_key(fn, call, opts, self.target)
             if key in self._unstored:
                 self._store(key, fn, call, opts, ex)
         return results

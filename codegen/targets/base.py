@@ -55,6 +55,9 @@ class Target(ABC):
     printer: ClassVar[type[CFamilyPrinter]]
     #: Whether threads of a block synchronise (barriers, shared memory).
     has_barriers: ClassVar[bool] = True
+    #: Whether its kernels take sizes and strides as arguments when the options leave
+    #: sizes symbolic, so that one build serves every shape (compile_program).
+    symbolic_sizes: ClassVar[bool] = False
 
     # -- what the target is ------------------------------------------------------------------
     @abstractmethod

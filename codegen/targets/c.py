@@ -30,6 +30,7 @@ from codegen.cc import MVEC_CANDIDATES, vector_math
 from codegen.launch import LaunchLimits
 from codegen.printer import CFamilyPrinter, _bare
 from codegen.targets.base import Target
+from polyhedral.cpu_mapping import PARALLEL_MIN_INSTANCES
 from tc.errors import TcBackendError, TcInternalError
 from tc.ir import nodes as ir
 from tc.ir.types import ScalarType as T
@@ -155,6 +156,10 @@ class CPrinter(CFamilyPrinter):
         ok = _canonical(s)
         threads = self.k.meta.get("omp_threads", 0)
         clause = f" num_threads({threads})" if threads else ""
+        if "parallel_if" in self.k.meta:
+            # Compiled for every shape: small calls stay on one thread at run time.
+            count = self.index(self.k.meta["parallel_if"])
+            clause += f" if({count} >= {PARALLEL_MIN_INSTANCES}LL)"
         simd = simd_clause(s) if ok else None
         for name in re.findall(r"reduction\((tc_\w+):", simd or ""):
             self.use(f"red_{name}")
@@ -262,6 +267,7 @@ class CTarget(Target):
     strategy = "cpu"
     printer = CPrinter
     has_barriers = False
+    symbolic_sizes = True
 
     def available(self) -> bool:
         from codegen.cc import compiler

@@ -246,3 +246,86 @@ def test_kernels_release_the_gil() -> None:
     during = [s for s in ticks if start < s < end]
     assert end - start > 0.005, "the kernel is too short to tell"
     assert len(during) >= 3, (len(during), end - start)
+
+
+# -- one library for every shape (symbolic sizes) ----------------------------------------------
+
+FC = """
+def fc_relu(float(B, I) x, float(O, I) W, float(O) bias) -> (y) {
+    y(b, o) +=! x(b, i) * W(o, i)
+    y(b, o) = fmax(y(b, o) + bias(o), 0)
+}
+def gather(float(N) A, int32(M) idx) -> (O) { O(i) = A(idx(i)) }
+"""
+
+
+def _fc(x, W, bias):
+    return torch.relu(x @ W.T + bias)
+
+
+def test_one_compile_serves_every_batch_size_and_stride() -> None:
+    unit = tc.define(FC, backend="cpu")
+    ref = _reference(FC)
+    W, bias = torch.randn(7, 19), torch.randn(7)
+    before = stats.snapshot().get("compile_program", 0)
+    inputs = [torch.randn(b, 19) for b in (1, 2, 3, 64, 257, 5)]
+    inputs.append(torch.randn(300, 40)[::3, 5:24])  # another outer stride, an offset
+    inputs.append(torch.randn(4, 1, 19)[:, 0])  # a size-1 dimension squeezed away
+    for x in inputs:
+        assert_same(unit.fc_relu(x, W, bias), ref.fc_relu(x, W, bias), 1e-5, 1e-5,
+                    what=str(tuple(x.shape)))
+    assert stats.snapshot()["compile_program"] - before == 1
+    # the unit stride moves to the other dimension: another class, compiled once more
+    xt = torch.randn(19, 11).t()
+    assert_same(unit.fc_relu(xt, W, bias), ref.fc_relu(xt, W, bias), 1e-5, 1e-5)
+    assert stats.snapshot()["compile_program"] - before == 2
+
+
+def test_fixed_parameters_compile_per_shape() -> None:
+    options = MappingOptions("naive").fixParametersBeforeScheduling(True)
+    unit = tc.define(FC, lambda *a: options.copy(), backend="cpu")
+    W, bias = torch.randn(7, 19), torch.randn(7)
+    before = stats.snapshot().get("compile_program", 0)
+    for b in (2, 3):
+        x = torch.randn(b, 19)
+        torch.testing.assert_close(unit.fc_relu(x, W, bias), _fc(x, W, bias), rtol=1e-5,
+                                   atol=1e-5)
+    assert stats.snapshot()["compile_program"] - before == 2
+    ex = tc.compile(FC, "fc_relu", options, torch.randn(3, 19), W, bias, backend="cpu")
+    assert not ex.program.symbolic and "st_" not in ex.kernels[0].source
+
+
+def test_symbolic_kernels_take_sizes_and_strides() -> None:
+    x, W, bias = torch.randn(50, 19), torch.randn(300, 19), torch.randn(300)
+    ex = tc.compile(FC, "fc_relu", None, x, W, bias, backend="cpu")
+    src = ex.kernels[0].source
+    assert ex.program.symbolic
+    assert "int s_B, int s_I, int s_O, int st_x_0, int st_W_0)" in src
+    assert "if(" in src  # the parallel loop decides at run time whether it pays
+    # the executor serves another size of the same class, and refuses another class
+    x2 = torch.randn(3, 19)
+    torch.testing.assert_close(ex(x2, W, bias), _fc(x2, W, bias), rtol=1e-5, atol=1e-5)
+    with pytest.raises(tc.TcArgumentError, match="unit strides"):
+        ex(torch.randn(19, 3).t(), W, bias)
+
+
+def test_symbolic_artifact_serves_its_class_only() -> None:
+    x, W, bias = torch.randn(5, 19), torch.randn(7, 19), torch.randn(7)
+    blob = tc.compile(FC, "fc_relu", None, x, W, bias, backend="cpu").artifact()
+    x2 = torch.randn(33, 19)
+    call = tc.define(FC, backend="reference").fc_relu.bind(x2, W, bias)
+    ex = Executor.from_artifact(blob, "cpu", call.signature())
+    torch.testing.assert_close(ex(x2, W, bias), _fc(x2, W, bias), rtol=1e-5, atol=1e-5)
+    other = tc.define(FC, backend="reference").fc_relu.bind(torch.randn(19, 4).t(), W, bias)
+    with pytest.raises(tc.TcBackendError, match="class"):
+        Executor.from_artifact(blob, "cpu", other.signature())
+
+
+def test_symbolic_bounds_checks_use_the_call_sizes() -> None:
+    gather = tc.define(FC, backend="cpu").gather
+    for n in (6, 40):
+        a = torch.randn(n)
+        with pytest.raises(tc.TcRangeError, match="'A'"):
+            gather(a, torch.tensor([0, n], dtype=torch.int32))
+        idx = torch.tensor([n - 1, 0], dtype=torch.int32)
+        torch.testing.assert_close(gather(a, idx), a[idx.long()])
