@@ -126,7 +126,8 @@ import sys, torch, tc
 from codegen.stats import COUNTERS
 torch.manual_seed(0)
 A, B = torch.randn(32, 48), torch.randn(48, 40)
-T = tc.define(sys.argv[1], tc.make_load_from_cache_options_factory(sys.argv[2]),
+T = tc.define(sys.argv[1],
+              tc.make_load_from_cache_options_factory(sys.argv[2], backend="opencl"),
               backend="opencl")
 C = T.matmul(A, B)
 assert torch.allclose(C, A @ B, atol=1e-4)
