@@ -43,7 +43,8 @@ __all__ = ["Library", "compiler", "identity", "build_library", "load_library"]
 
 log = logging.getLogger(__name__)
 
-BASE_FLAGS = ("-O3", "-march=native", "-std=gnu11", "-fPIC", "-shared", "-fno-math-errno",
+BASE_FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-std=gnu11", "-fPIC",
+              "-shared", "-fno-math-errno",
               "-Wno-unknown-pragmas")
 LIBRARY_CACHE_SIZE = 256
 _counter = itertools.count()
