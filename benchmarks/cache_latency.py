@@ -196,9 +196,12 @@ def describe(lat: Mapping[str, Any]) -> str:
         lines.append(f"| {kind} | {s['first_result_s']:.3f} | {s['second_call_s']:.4f} | "
                      f"{s['import_s']:.2f} | {s['compiled']} | "
                      f"{'yes' if s['correct'] else 'NO'} |")
-    lines += ["", f"Cache hit {lat['speedup']:.1f}x faster than a cold compile "
-              "(cold: no tc cache and an empty PoCL cache; hit: tc cache, empty PoCL cache; "
-              "hit-warm: PoCL's cache left by the hit)."]
+    if lat["backend"] == "opencl":
+        how = ("cold: no tc cache and an empty PoCL cache; hit: tc cache, empty PoCL cache; "
+               "hit-warm: PoCL's cache left by the hit")
+    else:
+        how = "cold: no tc cache; hit and hit-warm: the tc cache, which holds the build"
+    lines += ["", f"Cache hit {lat['speedup']:.1f}x faster than a cold compile ({how})."]
     return "\n".join(lines)
 
 

@@ -242,6 +242,13 @@ def mismatch(actual: Outputs, expected: Outputs, rtol: float, atol: float) -> st
     return None
 
 
+def aliases_input(outputs: Outputs, inputs: Sequence[torch.Tensor]) -> bool:
+    """Whether an output shares memory with an input (a view rather than a result)."""
+    storages = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
+    return any(o.numel() and o.untyped_storage().data_ptr() in storages
+               for o in _tuple(outputs))
+
+
 def _short(e: BaseException) -> str:
     """The exception's first line; when that line only introduces what follows (a C
     compiler's command ending in ":"), with the first diagnostic that says "error"."""
@@ -252,10 +259,62 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"[:400]
 
 
+def _double(t: torch.Tensor) -> torch.Tensor:
+    return t.double() if t.is_floating_point() else t
+
+
+def float64_truth(kernel: catalogue.Kernel, inputs: Sequence[torch.Tensor]
+                  ) -> tuple[torch.Tensor, ...] | None:
+    """The torch reference computed in float64 on the same inputs (what an exact
+    result would be, to rounding), or None where the reference does not run so."""
+    try:
+        return _tuple(kernel.reference(*(_double(t) for t in inputs)))
+    except Exception as e:  # a reference tied to its dtypes: no ground truth
+        log.debug("%s: no float64 reference: %s", kernel.name, _short(e))
+        return None
+
+
+def _max_error(a: torch.Tensor, e: torch.Tensor) -> float:
+    a, e = a.detach().cpu().double(), e.detach().cpu().double()
+    diff = (a - e).abs().masked_fill(a.isnan() & e.isnan(), 0.0)
+    return diff.nan_to_num(nan=float("inf")).max().item() if diff.numel() else 0.0
+
+
+def checker(expected: Outputs, truth: Sequence[torch.Tensor] | None, rtol: float,
+            atol: float) -> Callable[[Outputs], tuple[str | None, str]]:
+    """A check of a cell's outputs: ``(why wrong or None, note)``.
+
+    A cell agrees with torch eager within the kernel's tolerance, or else is at most
+    4x as far from the float64 truth as eager itself is (plus ``atol``): a float32
+    reduction over hundreds of terms differs from eager's by its summation order,
+    and neither is exact. A cell further from the truth than that is wrong."""
+    want = _tuple(expected)
+    eager_err = ([_max_error(e, t) for e, t in zip(want, truth, strict=True)]
+                 if truth is not None and len(truth) == len(want) else None)
+
+    def check(actual: Outputs) -> tuple[str | None, str]:
+        bad = mismatch(actual, expected, rtol, atol)
+        if bad is None or eager_err is None or len(_tuple(actual)) != len(want):
+            return bad, ""
+        notes = []
+        for i, (a, t, ee) in enumerate(zip(_tuple(actual), truth, eager_err, strict=True)):
+            if a.shape != t.shape:
+                return bad, ""
+            err = _max_error(a, t)
+            if err > 4 * ee + atol:
+                return (f"{bad}; vs float64: max |error| {err:.3g}, eager's {ee:.3g}", "")
+            notes.append(f"output {i}: |error| vs float64 {err:.3g}, eager's {ee:.3g}")
+        return None, "within 4x eager's error vs float64 (" + "; ".join(notes) + ")"
+
+    return check
+
+
 def measure(make: Callable[[], Callable[[], Outputs]], expected: Outputs | None,
-            kernel: catalogue.Kernel, device: str, s: Settings) -> Cell:
+            kernel: catalogue.Kernel, device: str, s: Settings,
+            check: Callable[[Outputs], tuple[str | None, str]] | None = None) -> Cell:
     """Build a callable with ``make`` (compiling happens there or in its first call),
-    check its first outputs against ``expected`` and, if they match, time it."""
+    check its first outputs against ``expected`` (with ``check`` when given: see
+    :func:`checker`) and, if they match, time it."""
     t0 = time.perf_counter()
     try:
         fn = make()
@@ -265,15 +324,20 @@ def measure(make: Callable[[], Callable[[], Outputs]], expected: Outputs | None,
         log.warning("%s: %s", kernel.name, _short(e))
         return Cell("error", note=_short(e))
     setup = time.perf_counter() - t0
+    note = ""
     if expected is not None:
-        bad = mismatch(out, expected, kernel.rtol, kernel.atol)
+        if check is None:
+            bad = mismatch(out, expected, kernel.rtol, kernel.atol)
+        else:
+            bad, note = check(out)
         if bad:
             return Cell("wrong", setup_s=setup, note=bad)
     try:
         samples = time_ms(fn, device, s.warmup, s.runs, s.budget_s)
     except Exception as e:
         return Cell("error", setup_s=setup, note=f"while timing: {_short(e)}")
-    return Cell("ok", statistics.median(samples), len(samples), setup, min_ms=min(samples))
+    return Cell("ok", statistics.median(samples), len(samples), setup, min_ms=min(samples),
+                note=note)
 
 
 def tuner_config(s: Settings) -> Any:
@@ -325,15 +389,25 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
     except Exception as e:
         note = f"the torch reference failed: {_short(e)}"
         return Row(kernel.name, sizes, backend, {c: Cell("error", note=note) for c in COLUMNS})
-    cells["eager"] = measure(lambda: lambda: kernel.reference(*inputs), None, kernel, device, s)
+    check = checker(expected, float64_truth(kernel, inputs), kernel.rtol, kernel.atol)
+    if aliases_input(expected, inputs):
+        # A view of an input: time eager (and torch.compile) making the copy tc makes.
+        def reference(*args: torch.Tensor) -> Outputs:
+            return tuple(o.clone() for o in _tuple(kernel.reference(*args)))
+
+        alias_note = "the torch reference returns a view of its input: timed with .clone()"
+    else:
+        reference, alias_note = kernel.reference, ""
+    eager = measure(lambda: lambda: reference(*inputs), None, kernel, device, s)
+    cells["eager"] = replace(eager, note=eager.note or alias_note)
 
     if s.torch_compile:
         def compiled() -> Callable[[], Outputs]:
             torch._dynamo.reset()  # a fresh cache: no recompile limit across kernels
-            cf = torch.compile(kernel.reference)
+            cf = torch.compile(reference)
             return lambda: cf(*inputs)
 
-        cells["compile"] = measure(compiled, expected, kernel, device, s)
+        cells["compile"] = measure(compiled, expected, kernel, device, s, check)
     else:
         cells["compile"] = Cell("skipped", note="--no-torch-compile")
 
@@ -343,7 +417,8 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
             return lambda: ex(*inputs)
         return make
 
-    cells["naive"] = measure(tc_call(MappingOptions("naive")), expected, kernel, device, s)
+    cells["naive"] = measure(tc_call(MappingOptions("naive")), expected, kernel, device, s,
+                             check)
 
     tuning = None
     if not s.tune:
@@ -359,8 +434,10 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
             log.warning("%s: tuning failed: %s", kernel.name, _short(e))
             cells["tuned"] = Cell("error", note=f"tuning failed: {_short(e)}")
         else:
-            cell = measure(tc_call(options), expected, kernel, device, s)
-            cells["tuned"] = replace(cell, note=cell.note or f"tuned in {tuning.seconds:.1f} s")
+            cell = measure(tc_call(options), expected, kernel, device, s, check)
+            tuned_note = f"tuned in {tuning.seconds:.1f} s"
+            cells["tuned"] = replace(cell, note=f"{cell.note}; {tuned_note}" if cell.note
+                                     else tuned_note)
     return Row(kernel.name, sizes, backend, {c: cells[c] for c in COLUMNS}, tuning)
 
 

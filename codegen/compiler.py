@@ -277,8 +277,10 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     lap("schedule")
     context = _size_context(scop, sizes)
     if strategy == "cpu":
+        # The sizes of this call guide the choice of loops (their spans) even when
+        # the kernel serves every size: that choice affects speed, never results.
         mapped = map_to_cpu(scop, deps, tiled, options, unit_dims(fn, sizes, input_strides),
-                            None if symbolic else context, sizes, threshold=not symbolic)
+                            context, sizes, threshold=not symbolic)
     else:
         mapped = map_to_gpu(scop, deps, tiled, options, context)
     plans: dict = {}
