@@ -1,6 +1,6 @@
 """Latency of a cache hit in a fresh process against a cold compile.
 
-    python -m benchmarks.cache_latency [--kernel tmm] [--quick] [--backend opencl]
+    python -m benchmarks.cache_latency [--kernel tmm] [--quick] [--backend cpu]
         [--repeats 3] [--cache-file FILE --options JSON]
 
 A training script that reuses a tuned kernel starts a new process, defines the TC and
@@ -9,12 +9,19 @@ the compiled artefact) come from the on-disk cache; without a cache the definiti
 scheduled and compiled from scratch. Each measurement here is such a fresh Python
 process (``--child``) that builds the catalogue's inputs, initialises the device, then
 times ``tc.define(...)`` plus the first call up to its result (checked against the
-torch reference), and a second call for comparison. Three kinds of process:
+torch reference as the runner checks a cell), and a second call for comparison. It
+also counts, from :data:`codegen.stats.COUNTERS`, the programs scheduled
+(``compile_program``), compiled by the back end (:data:`BUILDS`: the C compiler on the
+cpu target, PoCL on opencl, NVRTC on cuda) and loaded from a stored binary: a real
+cache hit schedules and compiles nothing and loads the stored build. Three kinds of
+process:
 
-* ``cold``: no tc cache, the same options as the cached entry, an empty PoCL cache;
-* ``hit``: options from the tc cache, an empty PoCL cache (so that PoCL's own kernel
-  cache cannot hide a compile that tc's cache should have saved);
-* ``hit-warm``: options from the tc cache, PoCL's cache as the previous ``hit`` left it.
+* ``cold``: no tc cache, the same options as the cached entry;
+* ``hit``: options and build from the tc cache;
+* ``hit-warm``: the same as ``hit`` again. On opencl ``cold`` and ``hit`` also start
+  with an empty PoCL cache (so that PoCL's own kernel cache cannot hide a compile that
+  tc's cache should have saved) and ``hit-warm`` has PoCL's cache as ``hit`` left it;
+  the cpu and cuda targets have no such second cache, so there it is a second hit.
 
 Without ``tc.make_load_from_cache_options_factory`` (being written in
 ``autotuner/cache.py``) it reports "cache not available". Standalone, it fills a
@@ -39,6 +46,11 @@ from typing import Any
 
 MARKER = "CACHE_LATENCY_RESULT "
 KINDS = ("cold", "hit", "hit-warm")
+#: Per target: the counters of :mod:`codegen.stats` of a program compiled by the back
+#: end and of one loaded from a stored binary, and what compiles there.
+BUILDS = {"cpu": ("cc_compile", "cc_load_binary", "C compiler"),
+          "opencl": ("opencl_build", "opencl_load_binary", "PoCL"),
+          "cuda": ("nvrtc_compile", "nvrtc_load_binary", "NVRTC")}
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,11 @@ class Sample:
     first_result_s: float
     second_call_s: float
     correct: bool
-    compiled: int  # programs scheduled and compiled in the timed part (the most of any run)
+    # In the timed part, the most of any process: programs compiled by the back end
+    # (the C compiler, PoCL, NVRTC), loaded from a stored binary, and scheduled.
+    compiled: int
+    loaded: int = 0
+    scheduled: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,9 @@ def _child(kind: str, kernel_name: str, sizes: dict[str, int], backend: str,
     inputs = tuple(t.to(device) for t in
                    kernel.make_inputs(sizes, torch.Generator().manual_seed(0)))
     expected = kernel.reference(*inputs)
+    from benchmarks.runner import checker, float64_truth
+
+    check = checker(expected, float64_truth(kernel, inputs), kernel.rtol, kernel.atol)
     t1 = time.perf_counter()
     if backend == "cuda":
         torch.cuda.synchronize()
@@ -111,18 +130,12 @@ def _child(kind: str, kernel_name: str, sizes: dict[str, int], backend: str,
         if device == "cuda":
             torch.cuda.synchronize()
 
-    # Count the programs scheduled and compiled: 0 for a real cache hit. The back end
-    # looks compile_program up in its module at each compile, so wrapping it counts.
-    import codegen.compiler
+    # Count the programs scheduled, compiled and loaded: a real cache hit schedules and
+    # compiles none and loads the stored build.
+    from codegen import stats
 
-    compiles = []
-    real_compile = codegen.compiler.compile_program
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        compiles.append(1)
-        return real_compile(*args, **kwargs)
-
-    codegen.compiler.compile_program = counting
+    build, load, _ = BUILDS.get(backend, ("", "", ""))
+    before = stats.snapshot()
     t2 = time.perf_counter()
     if kind == "cold":
         fixed = MappingOptions.deserialize(options)
@@ -137,21 +150,27 @@ def _child(kind: str, kernel_name: str, sizes: dict[str, int], backend: str,
     T[kernel.entry](*inputs)
     sync()
     second = time.perf_counter() - t3
-    from benchmarks.runner import mismatch
+    after = stats.snapshot()
 
-    ok = mismatch(out, expected, kernel.rtol, kernel.atol) is None
+    def delta(counter: str) -> int:
+        return after.get(counter, 0) - before.get(counter, 0) if counter else 0
+
+    ok = check(out)[0] is None
     return {"import_s": imported, "device_init_s": device_init, "first_result_s": first,
-            "second_call_s": second, "correct": ok, "compiled": len(compiles)}
+            "second_call_s": second, "correct": ok, "compiled": delta(build),
+            "loaded": delta(load), "scheduled": delta("compile_program")}
 
 
 def _spawn(kind: str, kernel: str, sizes: Mapping[str, int], backend: str, cache_file: str,
-           options: str, pocl_cache: str, timeout: float) -> dict[str, Any]:
+           options: str, scratch: str, timeout: float) -> dict[str, Any]:
+    """One fresh ``--child`` process; ``scratch``: its PoCL cache directory and the
+    parent of an empty default tc cache."""
     cmd = [sys.executable, "-m", "benchmarks.cache_latency", "--child", kind,
            "--kernel", kernel, "--sizes", json.dumps(dict(sizes)), "--backend", backend,
            "--cache-file", cache_file, "--options", options]
     # An empty default tc cache too, so that only the cache file given can hit.
-    env = dict(os.environ, POCL_CACHE_DIR=pocl_cache,
-               TC_CACHE_DIR=str(Path(pocl_cache) / "tc-default-cache"))
+    env = dict(os.environ, POCL_CACHE_DIR=scratch,
+               TC_CACHE_DIR=str(Path(scratch) / "tc-default-cache"))
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
@@ -173,35 +192,51 @@ def measure(kernel: str, sizes: Mapping[str, int], backend: str, cache_file: str
             cold_dir, hit_dir = Path(tmp, f"cold{r}"), Path(tmp, f"hit{r}")
             cold_dir.mkdir()
             hit_dir.mkdir()
-            for kind, pocl_dir in (("cold", cold_dir), ("hit", hit_dir), ("hit-warm", hit_dir)):
+            for kind, scratch in (("cold", cold_dir), ("hit", hit_dir), ("hit-warm", hit_dir)):
                 runs[kind].append(_spawn(kind, kernel, sizes, backend, cache_file, options,
-                                         str(pocl_dir), timeout))
+                                         str(scratch), timeout))
     samples = {}
     for kind, results in runs.items():
         med = {f: statistics.median(r[f] for r in results)
                for f in ("import_s", "device_init_s", "first_result_s", "second_call_s")}
+        counts = {f: max(r.get(f, 0) for r in results)
+                  for f in ("compiled", "loaded", "scheduled")}
         samples[kind] = Sample(len(results), **med, correct=all(r["correct"] for r in results),
-                               compiled=max(r["compiled"] for r in results))
+                               **counts)
     return Latency(kernel, dict(sizes), backend, samples)
 
 
 def describe(lat: Mapping[str, Any]) -> str:
-    """Markdown lines for :meth:`Latency.as_dict`."""
+    """Markdown lines for :meth:`Latency.as_dict` (also of a report written before the
+    loaded and scheduled counts: those show "-")."""
     sizes = " ".join(f"{k}={v}" for k, v in lat["sizes"].items())
-    lines = [f"{lat['kernel']} ({sizes}) on {lat['backend']}, in fresh processes; time to "
+    backend = lat["backend"]
+    compiler = BUILDS.get(backend, ("", "", "the back end"))[2]
+    lines = [f"{lat['kernel']} ({sizes}) on {backend}, in fresh processes; time to "
              "first result = `tc.define` + first call (after imports and device set-up):", "",
              "| process | time to first result (s) | second call (s) | import (s) "
-             "| programs compiled | correct |", "|---|---|---|---|---|---|"]
+             f"| programs scheduled | programs compiled ({compiler}) | builds loaded from "
+             "the cache | correct |", "|---|---|---|---|---|---|---|---|"]
     for kind, s in lat["samples"].items():
         lines.append(f"| {kind} | {s['first_result_s']:.3f} | {s['second_call_s']:.4f} | "
-                     f"{s['import_s']:.2f} | {s['compiled']} | "
-                     f"{'yes' if s['correct'] else 'NO'} |")
-    if lat["backend"] == "opencl":
+                     f"{s['import_s']:.2f} | {s.get('scheduled', '-')} | {s['compiled']} | "
+                     f"{s.get('loaded', '-')} | {'yes' if s['correct'] else 'NO'} |")
+    if backend == "opencl":
         how = ("cold: no tc cache and an empty PoCL cache; hit: tc cache, empty PoCL cache; "
                "hit-warm: PoCL's cache left by the hit")
+    elif backend == "cpu":
+        how = ("cold: no tc cache, scheduled and compiled by the C compiler; hit: the tc "
+               "cache, whose entry holds the compiled shared library, loaded without "
+               "compiling; hit-warm: a second such process (the cpu target has no other "
+               "cache)")
     else:
         how = "cold: no tc cache; hit and hit-warm: the tc cache, which holds the build"
     lines += ["", f"Cache hit {lat['speedup']:.1f}x faster than a cold compile ({how})."]
+    hit = lat["samples"].get("hit", {})
+    if hit.get("compiled") or hit.get("scheduled"):
+        lines.append(f"**The hit process compiled {hit['compiled']} and scheduled "
+                     f"{hit.get('scheduled', '-')} programs: it did not load its build from "
+                     "the cache.**")
     return "\n".join(lines)
 
 
@@ -228,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernel", default="tmm")
     p.add_argument("--quick", action="store_true", help="the first test size (else bench)")
     p.add_argument("--sizes", help="JSON sizes (overrides --quick)")
-    p.add_argument("--backend", default="opencl")
+    p.add_argument("--backend", default="cpu", help="cpu, opencl or cuda (cpu)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cache-file", help="an existing cache (with --options)")
     p.add_argument("--options", help="serialized MappingOptions of the cached entry")

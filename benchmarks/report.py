@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import cache_latency
-from benchmarks.runner import BOUND_RATIOS, COLUMNS, NOISY, RATIOS, TUNING_RATIO
+from benchmarks.runner import BOUND_RATIOS, COLUMNS, EAGER_FACTOR, NOISY, RATIOS, TUNING_RATIO
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ def _times_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str
             "tc tuned ms"] + [f"{a}/{b}" for a, b in (*RATIOS, TUNING_RATIO)]
     body, notes = [], []
     for r in rows:
+        if r.get("note"):
+            notes.append(f"- {r['kernel']} ({r['backend']}): {r['note']}")
         cells = [_fmt_cell(r["cells"][c]) for c in COLUMNS]
         ratios = [_fmt_ratio(r["ratios"].get(f"{a}/{b}")) for a, b in (*RATIOS, TUNING_RATIO)]
         body.append([r["kernel"], _sizes(r), r["backend"], *cells, *ratios])
@@ -168,6 +170,48 @@ def _times_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str
                 notes.append(f"- {r['kernel']} ({r['backend']}), {c}: noisy: median "
                              f"{_fmt_ms(cell['ms'])} ms, fastest {_fmt_ms(cell['min_ms'])} ms")
     return _table(head, body), notes
+
+
+def _fmt_errors(c: Mapping[str, Any]) -> str:
+    """A cell's max |error| against the float64 truth (per float output), with what
+    accepted it: ``8.87e-05 (4x)``, ``1 WRONG``; ``-`` without a record."""
+    acc = c.get("accuracy")
+    if not acc:
+        return "WRONG" if c["status"] == "wrong" else "-"
+    errs = "/".join("-" if e is None else f"{e:.3g}" for e in acc["errors"])
+    return errs + {"4x eager": f" ({EAGER_FACTOR:g}x)", "wrong": " WRONG"}.get(acc["rule"], "")
+
+
+def accuracy_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The rows where a cell was outside the catalogue's tolerance of the float64 truth
+    (accepted as within EAGER_FACTOR x eager's error, or wrong), with each cell's error
+    against the truth next to eager's; nothing for a report written before cells
+    recorded their accuracy."""
+    if not any("accuracy" in r["cells"][c] for r in rows for c in COLUMNS):
+        return []
+
+    def flagged(r: Mapping[str, Any]) -> bool:
+        return any((r["cells"][c].get("accuracy") or {}).get("rule") in ("4x eager", "wrong")
+                   for c in COLUMNS)
+
+    checked = [r for r in rows if (r["cells"]["eager"].get("accuracy") or {}).get("errors")]
+    lines = [f"Each cell is checked against the torch reference run on float64 inputs (the "
+             f"exact result, to rounding): right when within the kernel's rtol/atol of it, "
+             f"or at most {EAGER_FACTOR:g}x as far from it as torch eager is (+ atol), as a "
+             "long float32 reduction's summation order moves it; integer outputs, and rows "
+             "without that truth, are compared with eager within the tolerance. "
+             f"{len(checked)} of {len(rows)} rows had the float64 truth."]
+    body = [[r["kernel"], _sizes(r), r["backend"],
+             *(_fmt_errors(r["cells"][c]) for c in COLUMNS)]
+            for r in rows if flagged(r)]
+    if not body:
+        return [*lines, "", "Every checked cell was within the tolerance of the float64 "
+                "truth."]
+    head = ["kernel", "sizes", "backend", "eager", "torch.compile", "tc naive", "tc tuned"]
+    return [*lines, "", "Max |error| against float64 where a cell was outside the tolerance "
+            f"({EAGER_FACTOR:g}x: accepted as within {EAGER_FACTOR:g}x eager's error; "
+            "several outputs: one error each):", "",
+            *_table(head, body)]
 
 
 def _roofline_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -216,8 +260,10 @@ def to_markdown(report: Mapping[str, Any]) -> str:
              *machine_lines(report), "",
              "Times in milliseconds. Ratios are tc / torch: below 1, tc is faster; naive/tuned"
              " is what tuning bought (2: the tuned options run twice as fast). WRONG: "
-             "outputs differ from torch eager (not timed). (!): noisy, the median is over "
-             f"{NOISY:g}x the fastest call (other processes held the cores).", ""]
+             "outputs further from the float64 truth than the tolerance and than "
+             f"{EAGER_FACTOR:g}x torch eager's error (not timed; see Accuracy). (!): noisy, "
+             f"the median is over {NOISY:g}x the fastest call (other processes held the "
+             "cores).", ""]
     table, notes = _times_table(rows)
     lines += table
     if notes:
@@ -233,6 +279,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                   + (" At --quick sizes the bound is microseconds: x/bound is mostly the "
                      "cost of a call." if report["settings"].get("quick") else ""), "",
                   *roof]
+    accuracy = accuracy_lines(rows)
+    if accuracy:
+        lines += ["", "## Accuracy against float64", "", *accuracy]
     lines += ["", "## Geomeans", "",
               "Per back end, over the rows where both times exist (n). fused layers: "
               + ", ".join(FUSED_LAYERS) + "; matmul-like: " + ", ".join(MATMUL_LIKE) + ".",
@@ -324,5 +373,6 @@ def write_report(report: dict[str, Any], out: Path, name: str) -> dict[str, Path
     return paths
 
 
-__all__ = ["FUSED_LAYERS", "GEOMEAN_RATIOS", "MATMUL_LIKE", "SUBSETS", "geomean",
+__all__ = ["FUSED_LAYERS", "GEOMEAN_RATIOS", "MATMUL_LIKE", "SUBSETS", "accuracy_lines",
+           "geomean",
            "geomeans", "machine_lines", "plot_ratios", "to_markdown", "write_report"]

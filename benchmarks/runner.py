@@ -11,14 +11,21 @@ native C + OpenMP target, and "cuda" when a CUDA device is present; "opencl" on
 PoCL's CPU device only when asked, as it is the slow check of GPU-faithful code), one
 row of four cells on the same tensors:
 
-* ``eager``: the catalogue's torch reference, whose outputs are the expected values;
+* ``eager``: the catalogue's torch reference, whose outputs are the expected values
+  (a reference that returns a view of its input is timed followed by the copy that
+  materialises it, as tc writes its result; the row's note says so);
 * ``compile``: ``torch.compile(reference)`` (an error is recorded in its cell);
 * ``naive``: ``tc.compile`` with ``MappingOptions("naive")``;
 * ``tuned``: the options of ``tc.autotune`` (skipped, with a note, without it).
 
-Every cell is checked against the eager outputs with the kernel's rtol/atol before it
-is timed; a wrong or crashing cell is reported as such and never timed, and never
-stops the run. Times are the median of ``--runs`` calls after ``--warmup`` untimed
+Every cell is checked before it is timed (:func:`checker`) against the float64 truth,
+the reference run on the inputs widened to float64: right within the kernel's
+rtol/atol of it, or at most :data:`EAGER_FACTOR` times as far from it as eager is (plus
+atol), since a long float32 reduction moves with its summation order and eager is not
+exact either; integer outputs, and kernels without that truth, are compared with
+eager's within the tolerance. Each cell records its error and eager's
+(:class:`Accuracy`). A wrong or crashing cell is reported as such and never timed, and
+never stops the run. Times are the median of ``--runs`` calls after ``--warmup`` untimed
 ones (``time.perf_counter`` on the CPU, CUDA events on a GPU), each call as a user
 makes it (for tc: output allocation, every launch and the read of the error flag).
 Ratios are tc / torch: below 1, tc is faster.
@@ -73,7 +80,12 @@ BOUND_RATIOS = (("naive", "bound"), ("tuned", "bound"), ("eager", "bound"),
 TUNING_RATIO = ("naive", "tuned")
 ALL_RATIOS = (*RATIOS, TUNING_RATIO, *BOUND_RATIOS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA_VERSION = 2  # 2: the roofline (machine peaks, per-row work and bound)
+SCHEMA_VERSION = 3  # 2: the roofline (machine peaks, per-row work and bound);
+#                      3: each cell's accuracy against the float64 truth, row notes
+#: The note of a row whose torch reference returns a view of (or aliases) an input.
+ALIAS_NOTE = ("the torch reference returns a view of its input (output {outputs}), so it "
+              "copies nothing: eager and torch.compile are timed with .clone() (.contiguous() "
+              "for a strided view) after it, materialising the result as tc must")
 #: A cell whose median is more than this many times its fastest call is flagged noisy.
 NOISY = 5.0
 
@@ -100,10 +112,50 @@ class Settings:
     roofline: bool = True  # probe the machine's peaks and report each row's bound
 
 
+#: The dtypes whose inputs the float64 truth widens (integer inputs stay as they are).
+WIDENED = (torch.float32, torch.float16, torch.bfloat16)
+#: How many times eager's distance to the float64 truth a cell may be (plus ``atol``).
+EAGER_FACTOR = 4.0
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How far a cell's outputs are from the float64 truth, per output, next to how
+    far torch eager's are: ``errors[i]`` = max |cell - truth| and ``eager_errors[i]``
+    = max |eager - truth| of output ``i`` (None for an output compared with eager's
+    within the tolerance, as without a truth: an integer or bool one). ``rule``: what
+    accepted the cell: ``"tolerance"`` (the catalogue's rtol/atol against the truth),
+    ``"4x eager"`` (at most ``EAGER_FACTOR`` x eager's error + atol, outside the
+    tolerance: summation order) or ``"wrong"``; ``"reference"`` for the eager cell."""
+
+    errors: tuple[float | None, ...]
+    eager_errors: tuple[float | None, ...]
+    rule: str
+
+    def describe(self) -> str:
+        """``vs float64: max |error| 8.9e-05 (eager's 6.8e-05)``, per float output."""
+        parts = []
+        for i, (err, ee) in enumerate(zip(self.errors, self.eager_errors, strict=True)):
+            if err is None:
+                continue
+            what = (f"{err:.3g}" if self.rule == "reference"
+                    else f"{err:.3g} (eager's {ee:.3g})")
+            parts.append(f"output {i} {what}" if len(self.errors) > 1 else what)
+        if not parts:
+            return ""
+        text = "vs float64: max |error| " + ", ".join(parts)
+        if self.rule == "4x eager":
+            text += (f"; outside the tolerance, within {EAGER_FACTOR:g}x eager's error "
+                     "+ atol (summation order)")
+        return text
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One measurement. ``status``: ``ok`` (timed), ``wrong`` (outputs differ from eager,
-    not timed), ``error`` (raised, not timed) or ``skipped`` (not measured)."""
+    """One measurement. ``status``: ``ok`` (timed), ``wrong`` (outputs wrong, see
+    :func:`checker`; not timed), ``error`` (raised, not timed) or ``skipped`` (not
+    measured). ``accuracy``: its distance to the float64 truth, when there is one (also
+    in ``note``)."""
 
     status: str
     ms: float | None = None
@@ -111,6 +163,7 @@ class Cell:
     setup_s: float | None = None
     note: str = ""
     min_ms: float | None = None
+    accuracy: Accuracy | None = None
 
     @property
     def noisy(self) -> bool:
@@ -132,7 +185,8 @@ class Tuning:
 
 @dataclass(frozen=True)
 class Row:
-    """The cells of one kernel at one size on one back end."""
+    """The cells of one kernel at one size on one back end; ``note``: what the report
+    must say about the whole row (e.g. that torch was timed with a copy)."""
 
     kernel: str
     sizes: dict[str, int]
@@ -140,6 +194,7 @@ class Row:
     cells: dict[str, Cell]
     tuning: Tuning | None = None
     roofline: Roofline | None = None
+    note: str = ""
 
     def _ms(self, col: str) -> float | None:
         if col == "bound":
@@ -242,11 +297,40 @@ def mismatch(actual: Outputs, expected: Outputs, rtol: float, atol: float) -> st
     return None
 
 
+def aliasing_outputs(outputs: Outputs, inputs: Sequence[torch.Tensor]) -> tuple[bool, ...]:
+    """Per output, whether it shares memory with an input (a view or the input itself,
+    rather than a result written to memory of its own)."""
+    storages = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
+    return tuple(bool(o.numel()) and o.untyped_storage().data_ptr() in storages
+                 for o in _tuple(outputs))
+
+
 def aliases_input(outputs: Outputs, inputs: Sequence[torch.Tensor]) -> bool:
     """Whether an output shares memory with an input (a view rather than a result)."""
-    storages = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
-    return any(o.numel() and o.untyped_storage().data_ptr() in storages
-               for o in _tuple(outputs))
+    return any(aliasing_outputs(outputs, inputs))
+
+
+def _materialise(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` in memory of its own, laid out as tc writes its results: the
+    contiguous copy of a strided view, else a clone."""
+    return t.clone() if t.is_contiguous() else t.contiguous()
+
+
+def materialising(reference: Callable[..., Outputs], alias: Sequence[bool]
+                  ) -> Callable[..., Outputs]:
+    """``reference`` followed by a copy of each output flagged in ``alias`` (see
+    :func:`aliasing_outputs`): a reference that returns a view of its input does no
+    work, while tc writes every result, so torch is timed making that copy too."""
+    if not any(alias):
+        return reference
+
+    def materialised(*args: torch.Tensor) -> Outputs:
+        out = reference(*args)
+        if isinstance(out, torch.Tensor):
+            return _materialise(out) if alias[0] else out
+        return type(out)(_materialise(o) if a else o for o, a in zip(out, alias, strict=True))
+
+    return materialised
 
 
 def _short(e: BaseException) -> str:
@@ -259,62 +343,115 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"[:400]
 
 
-def _double(t: torch.Tensor) -> torch.Tensor:
-    return t.double() if t.is_floating_point() else t
+def _widen(t: torch.Tensor) -> torch.Tensor:
+    return t.double() if t.dtype in WIDENED else t
 
 
 def float64_truth(kernel: catalogue.Kernel, inputs: Sequence[torch.Tensor]
                   ) -> tuple[torch.Tensor, ...] | None:
-    """The torch reference computed in float64 on the same inputs (what an exact
-    result would be, to rounding), or None where the reference does not run so."""
+    """The torch reference computed on the inputs converted to float64 (float32,
+    float16 and bfloat16 ones; integer inputs as they are): the exact result, to
+    float64 rounding. None where the reference does not run so, or when no input is
+    widened (then the truth would be eager itself)."""
+    if not any(t.dtype in WIDENED for t in inputs):
+        return None
     try:
-        return _tuple(kernel.reference(*(_double(t) for t in inputs)))
+        return _tuple(kernel.reference(*(_widen(t) for t in inputs)))
     except Exception as e:  # a reference tied to its dtypes: no ground truth
         log.debug("%s: no float64 reference: %s", kernel.name, _short(e))
         return None
 
 
 def _max_error(a: torch.Tensor, e: torch.Tensor) -> float:
+    """max |a - e| in float64 (0 where both are NaN; a NaN on one side only is inf)."""
     a, e = a.detach().cpu().double(), e.detach().cpu().double()
     diff = (a - e).abs().masked_fill(a.isnan() & e.isnan(), 0.0)
     return diff.nan_to_num(nan=float("inf")).max().item() if diff.numel() else 0.0
 
 
+def _close(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> bool:
+    return torch.allclose(a.detach().cpu().double(), e.detach().cpu().double(), rtol=rtol,
+                          atol=atol, equal_nan=True)
+
+
+Check = Callable[[Outputs], tuple[str | None, Accuracy | None]]
+
+
 def checker(expected: Outputs, truth: Sequence[torch.Tensor] | None, rtol: float,
-            atol: float) -> Callable[[Outputs], tuple[str | None, str]]:
-    """A check of a cell's outputs: ``(why wrong or None, note)``.
+            atol: float) -> Check:
+    """A check of a cell's outputs against torch eager's (``expected``) and the float64
+    ``truth`` (:func:`float64_truth`): ``(why wrong or None, accuracy or None)``.
 
-    A cell agrees with torch eager within the kernel's tolerance, or else is at most
-    4x as far from the float64 truth as eager itself is (plus ``atol``): a float32
-    reduction over hundreds of terms differs from eager's by its summation order,
-    and neither is exact. A cell further from the truth than that is wrong."""
+    Per output: a float output with a truth is right when it is within the kernel's
+    tolerance of the truth, or at most ``EAGER_FACTOR`` times as far from it as eager
+    is (plus ``atol``): a float32 reduction over hundreds of terms differs from eager's
+    by its summation order, and eager is not exact either. Other outputs (integer,
+    bool, or no truth) are compared with eager's within the tolerance, as always."""
     want = _tuple(expected)
-    eager_err = ([_max_error(e, t) for e, t in zip(want, truth, strict=True)]
-                 if truth is not None and len(truth) == len(want) else None)
+    if truth is not None and (len(truth) != len(want) or any(
+            t.shape != e.shape for t, e in zip(truth, want, strict=True))):
+        truth = None
+    use_truth = tuple(truth is not None and e.is_floating_point() and t.is_floating_point()
+                      for e, t in zip(want, truth or want, strict=True))
+    eager_err = tuple(_max_error(e, t) if u else None
+                      for e, t, u in zip(want, truth or want, use_truth, strict=True))
 
-    def check(actual: Outputs) -> tuple[str | None, str]:
-        bad = mismatch(actual, expected, rtol, atol)
-        if bad is None or eager_err is None or len(_tuple(actual)) != len(want):
-            return bad, ""
-        notes = []
-        for i, (a, t, ee) in enumerate(zip(_tuple(actual), truth, eager_err, strict=True)):
-            if a.shape != t.shape:
-                return bad, ""
+    def check(actual: Outputs) -> tuple[str | None, Accuracy | None]:
+        got = _tuple(actual)
+        if len(got) != len(want):
+            return f"{len(got)} outputs, expected {len(want)}", None
+        for i, (a, e) in enumerate(zip(got, want, strict=True)):
+            if a.shape != e.shape:
+                return f"output {i}: shape {tuple(a.shape)}, expected {tuple(e.shape)}", None
+        errors: list[float | None] = []
+        wrong: list[str] = []
+        beyond = False
+        for i, (a, e, u) in enumerate(zip(got, want, use_truth, strict=True)):
+            if not u:
+                errors.append(None)
+                bad = mismatch(a, e, rtol, atol)
+                if bad:
+                    wrong.append(bad.replace("output 0", f"output {i}", 1))
+                continue
+            t, ee = truth[i], eager_err[i]
             err = _max_error(a, t)
-            if err > 4 * ee + atol:
-                return (f"{bad}; vs float64: max |error| {err:.3g}, eager's {ee:.3g}", "")
-            notes.append(f"output {i}: |error| vs float64 {err:.3g}, eager's {ee:.3g}")
-        return None, "within 4x eager's error vs float64 (" + "; ".join(notes) + ")"
+            errors.append(err)
+            if _close(a, t, rtol, atol):
+                continue
+            if err <= EAGER_FACTOR * ee + atol:
+                beyond = True
+                continue
+            vs_eager = mismatch(a, e, rtol, atol) or f"output {i}: within the tolerance of eager"
+            wrong.append(f"{vs_eager.replace('output 0', f'output {i}', 1)}; vs float64: max "
+                         f"|error| {err:.3g}, over the tolerance and {EAGER_FACTOR:g}x "
+                         f"eager's {ee:.3g} + atol")
+        rule = "wrong" if wrong else "4x eager" if beyond else "tolerance"
+        accuracy = Accuracy(tuple(errors), eager_err, rule) if any(use_truth) else None
+        return ("; ".join(wrong) or None), accuracy
 
     return check
 
 
+def reference_accuracy(expected: Outputs, truth: Sequence[torch.Tensor] | None
+                       ) -> Accuracy | None:
+    """Torch eager's own distance to the float64 truth (the eager cell's record)."""
+    want = _tuple(expected)
+    if truth is None or len(truth) != len(want):
+        return None
+    errors = tuple(_max_error(e, t) if e.is_floating_point() and t.is_floating_point()
+                   and e.shape == t.shape else None for e, t in zip(want, truth, strict=True))
+    if all(err is None for err in errors):
+        return None
+    return Accuracy(errors, errors, "reference")
+
+
 def measure(make: Callable[[], Callable[[], Outputs]], expected: Outputs | None,
             kernel: catalogue.Kernel, device: str, s: Settings,
-            check: Callable[[Outputs], tuple[str | None, str]] | None = None) -> Cell:
+            check: Check | None = None) -> Cell:
     """Build a callable with ``make`` (compiling happens there or in its first call),
     check its first outputs against ``expected`` (with ``check`` when given: see
-    :func:`checker`) and, if they match, time it."""
+    :func:`checker`; else with :func:`mismatch` and the kernel's tolerance) and, if
+    they are right, time it. The cell's note says how far it is from the float64 truth."""
     t0 = time.perf_counter()
     try:
         fn = make()
@@ -324,20 +461,22 @@ def measure(make: Callable[[], Callable[[], Outputs]], expected: Outputs | None,
         log.warning("%s: %s", kernel.name, _short(e))
         return Cell("error", note=_short(e))
     setup = time.perf_counter() - t0
-    note = ""
+    accuracy = None
     if expected is not None:
         if check is None:
             bad = mismatch(out, expected, kernel.rtol, kernel.atol)
         else:
-            bad, note = check(out)
+            bad, accuracy = check(out)
         if bad:
-            return Cell("wrong", setup_s=setup, note=bad)
+            return Cell("wrong", setup_s=setup, note=bad, accuracy=accuracy)
+    note = accuracy.describe() if accuracy else ""
     try:
         samples = time_ms(fn, device, s.warmup, s.runs, s.budget_s)
     except Exception as e:
-        return Cell("error", setup_s=setup, note=f"while timing: {_short(e)}")
+        return Cell("error", setup_s=setup, note=f"while timing: {_short(e)}",
+                    accuracy=accuracy)
     return Cell("ok", statistics.median(samples), len(samples), setup, min_ms=min(samples),
-                note=note)
+                note=note, accuracy=accuracy)
 
 
 def tuner_config(s: Settings) -> Any:
@@ -389,17 +528,19 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
     except Exception as e:
         note = f"the torch reference failed: {_short(e)}"
         return Row(kernel.name, sizes, backend, {c: Cell("error", note=note) for c in COLUMNS})
-    check = checker(expected, float64_truth(kernel, inputs), kernel.rtol, kernel.atol)
-    if aliases_input(expected, inputs):
-        # A view of an input: time eager (and torch.compile) making the copy tc makes.
-        def reference(*args: torch.Tensor) -> Outputs:
-            return tuple(o.clone() for o in _tuple(kernel.reference(*args)))
-
-        alias_note = "the torch reference returns a view of its input: timed with .clone()"
-    else:
-        reference, alias_note = kernel.reference, ""
+    truth = float64_truth(kernel, inputs)
+    check = checker(expected, truth, kernel.rtol, kernel.atol)
+    # A reference returning a view of its input does no work, while tc writes its
+    # result: time eager and torch.compile making that copy too.
+    alias = aliasing_outputs(expected, inputs)
+    reference = materialising(kernel.reference, alias)
+    row_note = (ALIAS_NOTE.format(outputs=", ".join(str(i) for i, a in enumerate(alias) if a))
+                if any(alias) else "")
     eager = measure(lambda: lambda: reference(*inputs), None, kernel, device, s)
-    cells["eager"] = replace(eager, note=eager.note or alias_note)
+    accuracy = reference_accuracy(expected, truth)
+    note = "; ".join(filter(None, (eager.note, accuracy and accuracy.describe(),
+                                   row_note and "timed with the copy")))
+    cells["eager"] = replace(eager, note=note, accuracy=accuracy)
 
     if s.torch_compile:
         def compiled() -> Callable[[], Outputs]:
@@ -407,7 +548,9 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
             cf = torch.compile(reference)
             return lambda: cf(*inputs)
 
-        cells["compile"] = measure(compiled, expected, kernel, device, s, check)
+        cell = measure(compiled, expected, kernel, device, s, check)
+        cells["compile"] = replace(cell, note="; ".join(filter(None, (
+            cell.note, row_note and cell.status == "ok" and "timed with the copy"))))
     else:
         cells["compile"] = Cell("skipped", note="--no-torch-compile")
 
@@ -438,7 +581,8 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
             tuned_note = f"tuned in {tuning.seconds:.1f} s"
             cells["tuned"] = replace(cell, note=f"{cell.note}; {tuned_note}" if cell.note
                                      else tuned_note)
-    return Row(kernel.name, sizes, backend, {c: cells[c] for c in COLUMNS}, tuning)
+    return Row(kernel.name, sizes, backend, {c: cells[c] for c in COLUMNS}, tuning,
+               note=row_note)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -632,7 +776,9 @@ def default_name(quick: bool) -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if quick else "")
 
 
-__all__ = ["ALL_RATIOS", "BACKENDS", "BACKEND_DEVICES", "BOUND_RATIOS", "COLUMNS", "RATIOS",
-           "RESULTS_DIR", "TUNING_RATIO", "Cell", "Row", "Settings", "Tuning", "bench_kernel",
-           "default_backends", "default_name", "machine_facts", "measure", "mismatch",
-           "probe_peaks", "row_roofline", "run", "time_ms", "tuning_throughput"]
+__all__ = ["ALL_RATIOS", "BACKENDS", "BACKEND_DEVICES", "BOUND_RATIOS", "COLUMNS",
+           "EAGER_FACTOR", "RATIOS", "RESULTS_DIR", "TUNING_RATIO", "Accuracy", "Cell", "Row",
+           "Settings", "Tuning", "aliases_input", "aliasing_outputs", "bench_kernel",
+           "checker", "default_backends", "default_name", "float64_truth", "machine_facts",
+           "materialising", "measure", "mismatch", "probe_peaks", "reference_accuracy",
+           "row_roofline", "run", "time_ms", "tuning_throughput"]

@@ -226,8 +226,43 @@ def test_cache_latency_medians_and_speedup(monkeypatch) -> None:
     assert len(set(dirs)) == 6 and all(dirs[i + 1] == dirs[i + 2] for i in range(0, 9, 3))
     text = cache_latency.describe(lat.as_dict())
     assert lat.samples["cold"].compiled == 1 and lat.samples["hit"].compiled == 0
-    assert "| cold | 3.000 | 0.0100 | 1.00 | 1 | yes |" in text
+    assert "| cold | 3.000 | 0.0100 | 1.00 | 0 | 1 | 0 | yes |" in text
     assert "6.0x faster" in text and "| NO |" in text
+    assert "programs compiled (PoCL)" in text and "empty PoCL cache" in text
+    assert "did not load" not in text  # the hit compiled nothing
+
+
+def test_cache_latency_wording_per_target() -> None:
+    sample = {"first_result_s": 0.1, "second_call_s": 0.001, "import_s": 1.0, "correct": True,
+              "compiled": 0, "loaded": 1, "scheduled": 0}
+    lat = {"kernel": "tmm", "sizes": {"M": 3}, "backend": "cpu", "speedup": 2.0,
+           "samples": {"cold": {**sample, "compiled": 1, "loaded": 0, "scheduled": 1},
+                       "hit": sample, "hit-warm": sample}}
+    text = cache_latency.describe(lat)
+    assert "PoCL" not in text and "programs compiled (C compiler)" in text
+    assert "| hit | 0.100 | 0.0010 | 1.00 | 0 | 0 | 1 | yes |" in text
+    assert "shared library" in text
+    bad = {**lat, "samples": {**lat["samples"], "hit": {**sample, "compiled": 1}}}
+    assert "did not load its build from the cache" in cache_latency.describe(bad)
+    old = {**lat, "samples": {k: {f: v for f, v in s.items() if f not in ("loaded", "scheduled")}
+                              for k, s in lat["samples"].items()}}
+    assert "| hit | 0.100 | 0.0010 | 1.00 | - | 0 | - | yes |" in cache_latency.describe(old)
+
+
+def test_cache_latency_on_cpu_a_fresh_process_loads_the_stored_library(tmp_path) -> None:
+    # Real processes: a tiny tuning stores tmm's build, then cold, hit and hit-warm.
+    kernel = catalogue.get("tmm")
+    sizes = dict(kernel.test_sizes[0])
+    cache = str(tmp_path / "tuning.cache")
+    options = cache_latency._fill_cache("tmm", sizes, "cpu", cache)
+    lat = cache_latency.measure("tmm", sizes, "cpu", cache, options, repeats=1, timeout=120)
+    cold, hit, warm = (lat.samples[k] for k in cache_latency.KINDS)
+    assert (cold.scheduled, cold.compiled, cold.loaded) == (1, 1, 0)
+    for s in (hit, warm):
+        assert (s.scheduled, s.compiled, s.loaded) == (0, 0, 1)
+    assert cold.correct and hit.correct and warm.correct
+    text = cache_latency.describe(lat.as_dict())
+    assert "PoCL" not in text and "| hit |" in text and "did not load" not in text
 
 
 def test_report_says_cache_not_available_without_the_factory(monkeypatch) -> None:
