@@ -69,6 +69,9 @@ STRATEGY_BOOL_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 BOOL_FIELDS = GENERIC_BOOL_FIELDS + STRATEGY_BOOL_FIELDS["gpu"]
 
 UNROLL_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128)
+#: Accumulators per SIMD lane of a CPU register tile (1: none); 8 x 2 vectors fill 16 of
+#: AVX-512's 32 registers, leaving room for the loads.
+REGISTER_TILES = (1, 2, 4, 8)
 _AXES = 3  # x, y, z
 
 
@@ -191,6 +194,7 @@ class SearchSpace:
         else:
             # One value: new draws time at the fixed count; starting options keep theirs.
             params.append(Parameter("cpu_threads", (cpu_threads,)))
+            params.append(Parameter("cpu_register_tile", REGISTER_TILES))
         need = required_threads(fn, sizes, min_threads) if gpu else 1
         return cls(tuple(params), depth, limits, need, strategy, cpu_threads)
 
@@ -237,6 +241,7 @@ class SearchSpace:
         values["private_depth"] = options.private_depth
         values["shared_depth"] = options.shared_depth
         values["cpu_threads"] = options.cpu_threads
+        values["cpu_register_tile"] = options.cpu_register_tile
         return tuple(values[name] for name in self.names)
 
     def options(self, genome: Genome) -> MappingOptions:
@@ -251,6 +256,7 @@ class SearchSpace:
             o.sharedDepth(v["shared_depth"])
         else:
             o.cpuThreads(v["cpu_threads"])
+            o.cpuRegisterTile(v["cpu_register_tile"])
         o.unroll(v["unroll"])
         o.outerScheduleFusionStrategy(v["outer_fusion"])
         o.intraTileScheduleFusionStrategy(v["intra_fusion"])

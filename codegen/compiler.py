@@ -32,6 +32,7 @@ from codegen.lower import (
     synchronize_kernel,
 )
 from codegen.printer import print_kernel
+from codegen.register_arrays import promote_rows
 from polyhedral.cpu_mapping import map_to_cpu
 from polyhedral.dependences import compute_dependences
 from polyhedral.intra_tile import reschedule_tiles
@@ -327,6 +328,8 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     lap("lower")
     # On a CPU, a scalar in a register is always right (no occupancy to trade for it),
     # and vector reductions need their accumulators in scalars: promote regardless.
+    if strategy == "cpu":
+        kernels = [promote_rows(kern) for kern in kernels]
     if options.use_private_memory or strategy == "cpu":
         kernels = [promote_kernel(kern, options.private_depth) for kern in kernels]
     lap("private")

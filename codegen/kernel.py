@@ -34,9 +34,10 @@ def hw(kind: str, axis: str) -> HwId:
 class Buffer:
     """A tensor as the kernel sees it.
 
-    ``space`` is "global" (a kernel argument), "shared" (block-local) or "private"
-    (a per-thread array). ``strides`` are in elements; global buffers use the real
-    strides of the tensor passed in.
+    ``space`` is "global" (a kernel argument), "shared" (block-local), "private"
+    (a per-thread array, declared with the kernel) or "register" (a per-thread
+    array declared where its :class:`Local` is). ``strides`` are in elements; global
+    buffers use the real strides of the tensor passed in.
     """
 
     name: str
@@ -109,11 +110,13 @@ class Store(Stmt):
 
 @dataclass(frozen=True)
 class Local(Stmt):
-    """A per-thread scalar: ``type name = init;``."""
+    """A per-thread scalar: ``type name = init;``; with ``size``, an uninitialised
+    array ``type name[size];`` (the buffer of space "register" of that name)."""
 
     name: str
     dtype: ScalarType
     init: ir.Expr | None = None
+    size: int = 0
 
 
 @dataclass(frozen=True)

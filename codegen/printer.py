@@ -422,6 +422,9 @@ class CFamilyPrinter:
         self.emit(f"{buf.name}[{off}] = {self.store_value(buf, value)};", depth)
 
     def s_Local(self, s: k.Local, depth: int) -> None:
+        if s.size:
+            self.emit(f"{self.ctype(STORAGE.get(s.dtype, s.dtype))} {s.name}[{s.size}];", depth)
+            return
         init = "" if s.init is None else f" = {self.expr(s.init)}"
         self.emit(f"{self.ctype(s.dtype)} {s.name}{init};", depth)
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from codegen import kernel as k
 from tc.ir import nodes as ir
+from tc.ir.affine import linearize
 from tc.ir.types import ScalarType
 
 _OPS = (None, "+", "*", "min", "max")
@@ -69,6 +70,44 @@ def _one_thread_per_block(body: k.Stmt) -> bool:
                for e in k.own_exprs(s) for n in ir.walk(e)):
             return False
     return True
+
+
+class _LoopsAsIndices(ir.Mutator):
+    """Loop variables as index variables, for :func:`tc.ir.affine.linearize`."""
+
+    def mutate_Var(self, e: ir.Var) -> ir.Expr:
+        return dataclasses.replace(e, kind="index") if e.kind == "loop" else e
+
+
+def distinct_rows(a: tuple[ir.Expr, ...], b: tuple[ir.Expr, ...], lane: str) -> bool:
+    """Whether subscripts ``a`` and ``b`` never name one element, even at different
+    values of the loop variable ``lane``: in some dimension that does not use
+    ``lane``, they differ by a nonzero constant."""
+    to_index = _LoopsAsIndices()
+    for x, y in zip(a, b, strict=True):
+        if any(isinstance(n, ir.Var) and n.name == lane for e in (x, y) for n in ir.walk(e)):
+            continue
+        la, lb = linearize(to_index.mutate(x)), linearize(to_index.mutate(y))
+        if la is None or lb is None or la.coeffs != lb.coeffs:
+            continue
+        d = la.rest - lb.rest
+        if d.is_const and d.const != 0:
+            return True
+    return False
+
+
+def _distinct(a: tuple[ir.Expr, ...], b: tuple[ir.Expr, ...]) -> bool:
+    """Whether subscripts ``a`` and ``b`` name different elements whatever the loop
+    variables: in some dimension they differ by a nonzero constant."""
+    to_index = _LoopsAsIndices()
+    for x, y in zip(a, b, strict=True):
+        la, lb = linearize(to_index.mutate(x)), linearize(to_index.mutate(y))
+        if la is None or lb is None or la.coeffs != lb.coeffs:
+            continue
+        d = la.rest - lb.rest
+        if d.is_const and d.const != 0:
+            return True
+    return False
 
 
 def _conjuncts(e: ir.Expr) -> Iterator[ir.Expr]:
@@ -179,6 +218,9 @@ class _Element:
     origins: tuple[str, ...]
     guard: tuple[ir.Expr, ...] = ()
     name: str = ""
+    # Stored, and every access to the buffer in the loop is to one of several
+    # elements with provably distinct subscripts: accesses are told apart by them.
+    exact: bool = False
 
     @property
     def var(self) -> ir.Var:
@@ -191,11 +233,17 @@ class _Element:
     def hits(self, e: ir.Expr) -> bool:
         """Whether ``e`` reads the element (for a stored one: any element of its buffer)."""
         return any(isinstance(n, ir.Read) and n.tensor == self.buffer
-                   and (self.origins or n.indices == self.indices) for n in ir.walk(e))
+                   and ((self.origins and not self.exact) or n.indices == self.indices)
+                   for n in ir.walk(e))
+
+    def stores(self, s: k.Stmt) -> bool:
+        """Whether ``s`` is a store to the element (for an inexact one: to its buffer)."""
+        return isinstance(s, k.Store) and s.buffer == self.buffer and (
+            not self.exact or s.indices == self.indices)
 
     def touches(self, s: k.Stmt) -> bool:
-        return any(isinstance(n, k.Store) and n.buffer == self.buffer
-                   or any(self.hits(e) for e in k.own_exprs(n)) for n in k.walk_stmts(s))
+        return any(self.stores(n) or any(self.hits(e) for e in k.own_exprs(n))
+                   for n in k.walk_stmts(s))
 
     def definite(self, s: k.Stmt) -> bool:
         """Whether running ``s`` certainly stores (or, read only, reads) the element."""
@@ -204,7 +252,7 @@ class _Element:
         if isinstance(s, k.Scope):
             return self.definite(s.body)
         if self.origins:
-            return isinstance(s, k.Store) and s.buffer == self.buffer
+            return self.stores(s)
         if isinstance(s, k.Store | k.Local | k.Assign | k.If):
             return any(r == self.read for e in k.own_exprs(s) for r in _unconditional_reads(e))
         return False
@@ -253,7 +301,8 @@ class _Replace(ir.Mutator):
         return local if local is not None else self.generic(e)
 
 
-def _rewrite(s: k.Stmt, m: _Replace, stored: dict[str, ir.Var]) -> k.Stmt:
+def _rewrite(s: k.Stmt, m: _Replace,
+             stored: dict[tuple[str, tuple[ir.Expr, ...]], ir.Var]) -> k.Stmt:
     """``s`` working on the locals: reads through ``m``, stores to a buffer of
     ``stored`` become assignments of its local."""
     if isinstance(s, k.Block):
@@ -268,9 +317,9 @@ def _rewrite(s: k.Stmt, m: _Replace, stored: dict[str, ir.Var]) -> k.Stmt:
         return k.If(m.mutate(s.cond), _rewrite(s.then, m, stored), other)
     if isinstance(s, k.Store):
         value = m.mutate(s.value)
-        if s.buffer not in stored:
+        local = stored.get((s.buffer, s.indices))
+        if local is None:
             return dataclasses.replace(s, indices=tuple(map(m.mutate, s.indices)), value=value)
-        local = stored[s.buffer]
         if s.op is not None:
             value = ir.Binary(s.op, local, value, type=local.type)
         return k.Assign(local.name, value)
@@ -373,7 +422,7 @@ class _Promoter:
         elements = self.elements(loop, single)
         if not elements:
             return None
-        stored = {e.buffer: e.var for e in elements if e.origins}
+        stored = {(e.buffer, e.indices): e.var for e in elements if e.origins}
         body = _rewrite(loop.body, _Replace(elements), stored)
         return _wrap(dataclasses.replace(loop, body=self.stmt(body, single)), elements)
 
@@ -388,8 +437,8 @@ class _Promoter:
             for n in (n for e in k.own_exprs(s) for n in ir.walk(e)):
                 if isinstance(n, ir.Read):
                     reads.setdefault(n.tensor, []).append(n)
-        candidates = [self.stored_element(b, sts, reads.get(b, []), bound)
-                      for b, sts in stores.items()]
+        candidates = [e for b, sts in stores.items()
+                      for e in self.stored_elements(b, sts, reads.get(b, []), bound)]
         for buf, rds in reads.items():  # elements only read: never a buffer stored in L
             for idx in dict.fromkeys(r.indices for r in rds) if buf not in stores else ():
                 types = {r.type for r in rds if r.indices == idx}
@@ -413,6 +462,28 @@ class _Promoter:
             out.append(e)
         return out
 
+    def stored_elements(self, buf: str, stores: list[k.Store], reads: list[ir.Read],
+                        bound: frozenset[str]) -> list[_Element]:
+        """The elements of ``buf`` the loop can keep in locals: its one element (see
+        :meth:`stored_element`), or each of several whose subscripts are provably
+        distinct (a register tile's rows), all accesses being to those."""
+        groups: dict[tuple[ir.Expr, ...], list[k.Store]] = {}
+        for st in stores:
+            groups.setdefault(st.indices, []).append(st)
+        if len(groups) == 1:
+            one = self.stored_element(buf, stores, reads, bound)
+            return [] if one is None else [one]
+        if any(r.indices not in groups for r in reads) or not all(
+                _distinct(a, b) for a, b in itertools.combinations(groups, 2)):
+            return []
+        out = []
+        for idx, sts in groups.items():
+            e = self.stored_element(buf, sts, [r for r in reads if r.indices == idx], bound)
+            if e is None:
+                return []
+            out.append(dataclasses.replace(e, exact=True))
+        return out
+
     def stored_element(self, buf: str, stores: list[k.Store], reads: list[ir.Read],
                        bound: frozenset[str]) -> _Element | None:
         """``buf``'s element if every store and read of ``buf`` in the loop is of one
@@ -427,3 +498,10 @@ class _Promoter:
                                   for s in stores):
             return None
         return _Element(buf, idx, t, tuple(dict.fromkeys(s.origin for s in stores)))
+
+
+# The helpers other promotions share (codegen.register_arrays).
+OPS = _OPS
+first_iteration = _first
+invariant = _invariant
+loop_bound_names = _bound

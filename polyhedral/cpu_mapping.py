@@ -35,6 +35,7 @@ from collections.abc import Mapping
 import islpy as isl
 
 from polyhedral.dependences import Dependences
+from polyhedral.full_tiles import isolate_full_tiles
 from polyhedral.mapping import (
     KernelMapping,
     MappedSchedule,
@@ -42,6 +43,7 @@ from polyhedral.mapping import (
     each_kernel,
     member_spans,
 )
+from polyhedral.register_tile import find_vector_marks, register_tile_kernel
 from polyhedral.schedule import band_coincidence, reduction_members, statement_names
 from polyhedral.scop import Scop
 from tc.ir import nodes as ir
@@ -164,6 +166,7 @@ class _CpuMapper:
         self.deps = deps.validity
         self.parallel = options.cpu_parallel
         self.vectorize = options.cpu_vectorize
+        self.register_tile = options.cpu_register_tile
         self.uses = unit_stride_uses(fn, unit, sizes)
         self.context = context
         self.sizes = sizes
@@ -179,11 +182,38 @@ class _CpuMapper:
                                           (1, 1, 1), (1, 1, 1)))
         if node.get_type() == _T.band:
             if self.vectorize:
-                node, _ = self.vector(node)
+                node, marked = self.vector(node)
+                if marked and self.register_tile > 1:
+                    node = register_tile_kernel(node, self.deps, self.fn, self.register_tile,
+                                                self.context)
             if self.parallel and (not self.threshold
                                   or self.instances(node) >= PARALLEL_MIN_INSTANCES):
                 node = self.parallel_loop(node)
+            node = self.isolate(node)
         return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
+
+    def isolate(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
+        """The kernel at ``node`` with the full tiles of the band above each vector
+        loop's point band isolated (:mod:`polyhedral.full_tiles`)."""
+        for path in find_vector_marks(node):
+            if not path:
+                continue
+            n = node
+            for i in path:
+                n = n.child(i)
+            # Up to the point band above the mark, then to the band above that.
+            up, bands = 0, 0
+            while up < len(path):
+                n, up = n.parent(), up + 1
+                if n.get_type() == _T.band:
+                    bands += 1
+                    if bands == 2:
+                        n = isolate_full_tiles(n)
+                        break
+            for _ in range(len(path) - up):
+                n = n.parent()
+            node = n
+        return node
 
     def instances(self, node: isl.ScheduleNode) -> float:
         """The statement instances below ``node`` at the sizes (infinite without them)."""

@@ -86,6 +86,10 @@ fusion, skewing, orthant, fixed parameters, ``unroll``, ``usePrivateMemory``):
 ``cpuVectorize(b)``
     Make the innermost dependence-free loop a SIMD loop (``#pragma omp simd``),
     moving it innermost when its band is permutable.
+``cpuRegisterTile(n)``
+    Register tiling of contractions (int >= 1; 1 = off; default 4): ``n``
+    accumulators per SIMD lane, from rows of the output that reuse each vector load
+    (``polyhedral.register_tile``).
 
 Booleans must be real ``bool`` values; ints must be ints (``bool`` is rejected where
 an int is expected, and so are floats and strings; numpy integer scalars are
@@ -154,6 +158,7 @@ class _Values:
     cpu_threads: int = 0
     cpu_parallel: bool = True
     cpu_vectorize: bool = True
+    cpu_register_tile: int = 4
 
 
 _NAIVE = _Values()
@@ -183,6 +188,7 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
     ("cpu_threads", "cpuThreads", "int"),
     ("cpu_parallel", "cpuParallel", "bool"),
     ("cpu_vectorize", "cpuVectorize", "bool"),
+    ("cpu_register_tile", "cpuRegisterTile", "int"),
 )
 _KIND = {name: kind for name, _, kind in _FIELDS}
 _SETTER = {name: setter for name, setter, _ in _FIELDS}
@@ -444,6 +450,12 @@ class MappingOptions:
         (moved innermost when its band is permutable)."""
         return self._set(cpu_vectorize=_check_bool("cpuVectorize", vectorize))
 
+    def cpuRegisterTile(self, accumulators: int) -> MappingOptions:
+        """Set the accumulators per SIMD lane of a CPU contraction's register tile
+        (int >= 1; 1 = no register tiling): that many output rows share each vector
+        load, unrolled inside the reduction loop."""
+        return self._set(cpu_register_tile=_check_int("cpuRegisterTile", accumulators, 1))
+
     # ------------------------------------------------------------------ read access
 
     @property
@@ -560,6 +572,11 @@ class MappingOptions:
     def cpu_vectorize(self) -> bool:
         """Whether CPU kernels get a SIMD loop."""
         return self._values.cpu_vectorize
+
+    @property
+    def cpu_register_tile(self) -> int:
+        """The accumulators per SIMD lane of a CPU contraction (1 = no register tile)."""
+        return self._values.cpu_register_tile
 
     # ------------------------------------------------------------------ identity
 

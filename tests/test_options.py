@@ -41,6 +41,7 @@ NAIVE: dict[str, Any] = {
     "cpu_threads": 0,
     "cpu_parallel": True,
     "cpu_vectorize": True,
+    "cpu_register_tile": 4,
 }
 
 PRESET_OVERRIDES: dict[str, dict[str, Any]] = {

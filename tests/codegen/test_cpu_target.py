@@ -26,6 +26,7 @@ from kernel_checks import assert_same, cpu_problems
 
 import codegen.cc
 import tc
+from codegen import kernel as k
 from codegen import stats
 from codegen.executor import Executor
 from codegen.targets import TARGETS, default_target
@@ -83,6 +84,7 @@ def cpu_options(draw) -> MappingOptions:
     o.cpuThreads(draw(st.sampled_from([0, 1, 2, 3])))
     o.cpuParallel(draw(st.booleans()))
     o.cpuVectorize(draw(st.booleans()))
+    o.cpuRegisterTile(draw(st.sampled_from([1, 2, 3, 4, 8])))
     return o
 
 
@@ -138,13 +140,19 @@ ROWSUM = "def rs(float(N, D) X) -> (S) { S(n) +=! X(n, d) }"
 
 def test_matmul_source_has_a_parallel_and_an_innermost_simd_loop() -> None:
     a, b = torch.randn(40, 30), torch.randn(30, 50)
-    src = tc.compile(MATMUL, "mm", None, a, b, backend="cpu").kernels[0].source
-    assert "#pragma omp parallel for" in src
-    lines = src.splitlines()
-    simd = [i for i, line in enumerate(lines) if "#pragma omp simd" in line]
-    assert len(simd) == 1
-    # the SIMD loop is the innermost: n, with unit stride in C and B
-    assert "for (" in lines[simd[0] + 1] and "for (" not in "\n".join(lines[simd[0] + 2:])
+    # (without the register tile, whose loops tests/polyhedral/test_register_tile.py checks)
+    options = MappingOptions("naive").cpuRegisterTile(1)
+    ex = tc.compile(MATMUL, "mm", options, a, b, backend="cpu")
+    assert "#pragma omp parallel for" in ex.kernels[0].source
+    loops = [s for s in k.walk_stmts(ex.program.kernels[0].kernel.body)
+             if isinstance(s, k.For)]
+    simd = [s for s in loops if s.vector is not None]
+    assert simd
+    for s in simd:
+        # the SIMD loop is the innermost (full and partial tiles each have one): n,
+        # with unit stride in C and B
+        assert s.var.endswith(str(max(int(v.var[3:]) for v in loops)))
+        assert not any(isinstance(t, k.For) for t in k.walk_stmts(s.body))
 
 
 def test_reduction_is_never_parallel() -> None:
