@@ -17,7 +17,8 @@ speed, never results, and anything this module cannot analyse is left alone.
 The full tiles of a band ``B`` (prefix schedule ``O``): the tile coordinates
 ``(o, b)`` that statements reach, minus those of a point of the tile's box outside a
 statement's domain, where the box of a tile is every integer point that the
-schedule's affine expressions, evaluated without the domain, send there.
+schedule's affine expressions, evaluated without the domain, send there, within the
+domain's bounds on the dimensions those expressions do not use (inner loops).
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ def full_tiles(node: isl.ScheduleNode) -> isl.Set | None:
         for a in affs[1:]:
             sigma = sigma.flat_range_product(isl.Map.from_aff(a))
         image = d.apply(sigma)
-        box = sigma.intersect_range(image).domain()
+        # The dimensions the tiles do not cover (inner loops) keep the domain's own
+        # bounds: only a tiled dimension can make a tile partial.
+        rest = d
+        for i in range(d.dim(isl.dim_type.set)):
+            if any(a.involves_dims(isl.dim_type.in_, i, 1) for a in affs):
+                rest = rest.eliminate(isl.dim_type.set, i, 1)
+        box = sigma.intersect_range(image).domain().intersect(rest)
         cut = box.subtract(d).apply(sigma)
         image = image.align_params(cut.get_space())
         reached = image if reached is None else reached.align_params(image.get_space()).union(
