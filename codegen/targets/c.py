@@ -59,6 +59,15 @@ def _canonical(s: k.For) -> bool:
 
 
 _UNSIGNED = {T.INT32: "unsigned int", T.INT64: "unsigned long long"}
+_INDEX_VARS = ("loop", "size", "index")
+
+
+def _indexing(e: ir.Expr) -> bool:
+    """Whether ``e`` is index arithmetic written in a value (``h + kh >= KH - 1`` in a
+    guard): loop variables, sizes and constants only, never a tensor's value; it is
+    printed as indices are (plain signed C: no overflow below 2**31)."""
+    return all(isinstance(n, ir.IntImm | ir.Binary | ir.Unary)
+               or (isinstance(n, ir.Var) and n.kind in _INDEX_VARS) for n in ir.walk(e))
 
 
 class CPrinter(CFamilyPrinter):
@@ -94,13 +103,13 @@ class CPrinter(CFamilyPrinter):
 
     def e_Binary(self, e: ir.Binary) -> str:
         t = e.a.type
-        if self._index == 0 and e.op in ("+", "-", "*") and t in _UNSIGNED:
+        if self._index == 0 and e.op in ("+", "-", "*") and t in _UNSIGNED and not _indexing(e):
             u, c = _UNSIGNED[t], self.ctype(t)
             return f"(({c})(({u})({self.expr(e.a)}) {e.op} ({u})({self.expr(e.b)})))"
         return super().e_Binary(e)
 
     def e_Unary(self, e: ir.Unary) -> str:
-        if self._index == 0 and e.op == "-" and e.type in _UNSIGNED:
+        if self._index == 0 and e.op == "-" and e.type in _UNSIGNED and not _indexing(e):
             u, c = _UNSIGNED[e.type], self.ctype(e.type)
             return f"(({c})(({u})0 - ({u})({self.expr(e.a)})))"
         return super().e_Unary(e)
