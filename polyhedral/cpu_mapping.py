@@ -184,8 +184,10 @@ class _CpuMapper:
             if self.vectorize:
                 node, marked = self.vector(node)
                 if marked and self.register_tile > 1:
+                    # Compiled for one shape (strides are constants): the SIMD loop
+                    # may go outside the reduction (polyhedral.register_tile).
                     node = register_tile_kernel(node, self.deps, self.fn, self.register_tile,
-                                                self.context)
+                                                self.context, outer_lanes=self.threshold)
             if self.parallel and (not self.threshold
                                   or self.instances(node) >= PARALLEL_MIN_INSTANCES):
                 node = self.parallel_loop(node)

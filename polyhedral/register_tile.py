@@ -167,7 +167,8 @@ def _constant_statements(parts: Sequence[isl.UnionPwAff], domain: isl.UnionSet
 
 
 def register_tile(mark: isl.ScheduleNode, deps: isl.UnionMap, fn: ir.Function,
-                  accumulators: int, context: isl.Set | None) -> isl.ScheduleNode:
+                  accumulators: int, context: isl.Set | None,
+                  outer_lanes: bool = False) -> isl.ScheduleNode:
     """The subtree of the vector ``mark`` (``cpu.vector`` or ``cpu.reduce``, whose
     parent is the band ``P``) register-tiled with ``accumulators`` per lane, when it
     is a contraction that gains from it and the new order is legal; returns the node
@@ -229,7 +230,12 @@ def register_tile(mark: isl.ScheduleNode, deps: isl.UnionMap, fn: ir.Function,
         for p in position[1:]:
             position[0] = position[0].union_add(p)
         order = [position[0]]
-    bands = [outer, order, middle, lanes, unrolled]
+    # With constant strides, the SIMD loop goes outside the reduction: each lane keeps
+    # its rows in scalars (vector registers, by GCC's outer-loop vectorisation, which
+    # gives up on strides passed as arguments).
+    outer_lanes = outer_lanes and bool(middle) and not reduce
+    bands = ([outer, order, lanes, middle, unrolled] if outer_lanes
+             else [outer, order, middle, lanes, unrolled])
     try:
         legal = _legal(band, [b for b in bands if b], deps)
     except isl.Error:  # an analysis isl cannot do: keep the kernel as it is
@@ -242,11 +248,13 @@ def register_tile(mark: isl.ScheduleNode, deps: isl.UnionMap, fn: ir.Function,
     node = node.insert_partial_schedule(_concat(unrolled))
     for i in range(len(unrolled)):
         node = node.band_member_set_ast_loop_type(i, isl.ast_loop_type.unroll)
+    if middle and outer_lanes:
+        node = node.insert_partial_schedule(_concat(middle))
     node = node.insert_partial_schedule(_concat(lanes))
     node = node.band_member_set_coincident(0, int(not reduce))
     node = node.band_member_set_ast_loop_type(0, isl.ast_loop_type.atomic)
     node = node.insert_mark(isl.Id(mark_id.get_name(), context=ctx))
-    if middle:
+    if middle and not outer_lanes:
         node = node.insert_partial_schedule(_concat(middle))
     if split:
         node = _sequence(node, groups)
@@ -288,7 +296,7 @@ def find_vector_marks(node: isl.ScheduleNode) -> list[tuple[int, ...]]:
 
 def register_tile_kernel(node: isl.ScheduleNode, deps: isl.UnionMap, fn: ir.Function,
                          accumulators: int, context: isl.Set | None,
-                         ) -> isl.ScheduleNode:
+                         outer_lanes: bool = False) -> isl.ScheduleNode:
     """Register-tile every vector loop of the kernel at ``node`` (see
     :func:`register_tile`); returns the node at ``node``'s position."""
     for path in find_vector_marks(node):
@@ -297,7 +305,7 @@ def register_tile_kernel(node: isl.ScheduleNode, deps: isl.UnionMap, fn: ir.Func
         n = node
         for i in path:
             n = n.child(i)
-        n = register_tile(n, deps, fn, accumulators, context)
+        n = register_tile(n, deps, fn, accumulators, context, outer_lanes)
         # Back up to the kernel's node: the tiled subtree has as many levels above
         # the mark's old position as before (P's position is returned).
         for _ in range(len(path) - 1):
@@ -306,4 +314,5 @@ def register_tile_kernel(node: isl.ScheduleNode, deps: isl.UnionMap, fn: ir.Func
     return node
 
 
-__all__ = ["MAX_ACCUMULATORS", "MAX_REDUCTIONS", "find_vector_marks", "register_tile", "register_tile_kernel"]
+__all__ = ["MAX_ACCUMULATORS", "MAX_REDUCTIONS", "find_vector_marks", "register_tile",
+           "register_tile_kernel"]
