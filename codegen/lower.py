@@ -13,6 +13,7 @@ uniform control flow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from codegen import kernel as k
 from codegen.barriers import place_barriers
 from codegen.private import promote_private
 from codegen.shared import shared_buffer, shared_region
+from polyhedral.guards import proven_in_bounds
 from polyhedral.promotion import Annotations, SharedPlan
 from tc.errors import TcInternalError
 from tc.ir import nodes as ir
@@ -185,6 +187,12 @@ def target(tensor: str, idx: tuple[ir.Expr, ...],
     return buf, tuple(_bin("-", i, o) for i, o in zip(idx, offsets, strict=True))
 
 
+@functools.lru_cache(maxsize=256)
+def _proven(fn: ir.Function, k: int) -> frozenset[ir.Read]:
+    """Stage ``k``'s guarded reads that their guards keep in bounds (no check needed)."""
+    return frozenset(proven_in_bounds(fn, fn.stages[k]))
+
+
 def instantiate(fn: ir.Function, name: str, args: list[ir.Expr],
                 shapes: Mapping[str, tuple[int, ...]], checks: list[ir.Read],
                 promoted: Mapping[str, tuple[str, tuple[ir.Expr, ...]]] | None = None
@@ -212,7 +220,8 @@ def instantiate(fn: ir.Function, name: str, args: list[ir.Expr],
         lets.append(body)
         body = body.body
     names = {let.name: f"l_{let.name}" for let in lets}
-    sub = _Subst(env, names, needs_runtime_check(stage), shapes, checks, promoted)
+    checked = needs_runtime_check(stage) - _proven(fn, int(name[1:].removesuffix("_init")))
+    sub = _Subst(env, names, checked, shapes, checks, promoted)
     locals_ = [k.Local(names[let.name], let.value.type, sub.mutate(let.value)) for let in lets]
     store = k.Store(where, indices, sub.mutate(body), op=stage.op, origin=name)
     return k.Scope(k.seq(*locals_, store)) if locals_ else store
