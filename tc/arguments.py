@@ -65,50 +65,84 @@ def _as_tensor(value, decl: ir.TensorDecl, fn: ir.Function) -> torch.Tensor:
                               f"{type(value).__name__}")
 
 
+def _plan(fn: ir.Function) -> tuple:
+    """Per input of ``fn``: its declaration, torch dtype, rank and, per dimension, its
+    constant extent or size name; kept on ``fn`` (a call's argument checks are the
+    per-call overhead of every back end, so they read this rather than the IR)."""
+    plan = fn.__dict__.get("_bind_plan")
+    if plan is None:
+        plan = tuple((decl, TORCH_DTYPES[decl.dtype], decl.rank,
+                      tuple((k, sym.const if sym.is_const else None,
+                             None if sym.is_const else next(iter(sym.symbols())))
+                            for k, sym in enumerate(decl.shape)))
+                     for decl in fn.inputs)
+        object.__setattr__(fn, "_bind_plan", plan)
+    return plan
+
+
 def bind(fn: ir.Function, args: Sequence[object]) -> BoundCall:
     """Check ``args`` against ``fn``'s parameters and bind its size symbols."""
-    names = ", ".join(t.name for t in fn.inputs)
-    if len(args) != len(fn.inputs):
+    plan = _plan(fn)
+    if len(args) != len(plan):
+        names = ", ".join(t.name for t in fn.inputs)
         raise TcArgumentError(f"{fn.name} takes {len(fn.inputs)} input"
                               f"{'' if len(fn.inputs) == 1 else 's'} ({names}), got {len(args)}")
     tensors = []
     sizes: dict[str, int] = {}
     origin: dict[str, str] = {}
-    for value, decl in zip(args, fn.inputs, strict=True):
+    device = None
+    one_device = True
+    for value, (decl, want, rank, dims) in zip(args, plan, strict=True):
         t = _as_tensor(value, decl, fn)
-        want = TORCH_DTYPES[decl.dtype]
         if t.dtype != want:
             raise TcArgumentTypeError(f"{fn.name}: argument '{decl.name}' must have dtype "
                                       f"{want}, got {t.dtype}")
-        if t.dim() != decl.rank:
-            dims = ", ".join(map(str, decl.shape))
+        shape = t.shape
+        if len(shape) != rank:
+            text = ", ".join(map(str, decl.shape))
             raise TcArgumentError(f"{fn.name}: argument '{decl.name}' must have {decl.rank} "
-                                  f"dimension{'' if decl.rank == 1 else 's'} ({dims}), got "
+                                  f"dimension{'' if decl.rank == 1 else 's'} ({text}), got "
                                   f"shape {tuple(t.shape)}")
-        for k, (extent, sym) in enumerate(zip(t.shape, decl.shape, strict=True)):
-            if sym.is_const:
-                if extent != sym.const:
+        for k, const, name in dims:
+            extent = shape[k]
+            if const is not None:
+                if extent != const:
                     raise TcArgumentError(f"{fn.name}: dimension {k} of '{decl.name}' must be "
-                                          f"{sym.const}, got {extent}")
+                                          f"{const}, got {extent}")
                 continue
-            (name,) = sym.symbols()
-            if name in sizes and sizes[name] != extent:
-                raise TcArgumentError(f"{fn.name}: size '{name}' is {sizes[name]} from "
-                                      f"{origin[name]} but {extent} from '{decl.name}' "
-                                      f"(dimension {k})")
+            if name in sizes:
+                if sizes[name] != extent:
+                    raise TcArgumentError(f"{fn.name}: size '{name}' is {sizes[name]} from "
+                                          f"{origin[name]} but {extent} from '{decl.name}' "
+                                          f"(dimension {k})")
+                continue
             # A symbolic size (torch.SymInt, when torch.export or torch.compile traces with
             # dynamic shapes) stays symbolic, so that output shapes follow it.
-            sizes.setdefault(name, extent if isinstance(extent, torch.SymInt) else int(extent))
-            origin.setdefault(name, f"'{decl.name}' (dimension {k})")
+            sizes[name] = extent if isinstance(extent, torch.SymInt) else int(extent)
+            origin[name] = f"'{decl.name}' (dimension {k})"
+        if device is None:
+            device = t.device
+        elif t.device != device:
+            one_device = False
         tensors.append(t)
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
+    if not one_device:
         where = ", ".join(f"{d.name} on {t.device}" for d, t in zip(fn.inputs, tensors,
                                                                      strict=True))
         raise TcArgumentError(f"{fn.name}: all tensors must be on one device; got {where}")
-    device = devices.pop() if devices else torch.device("cpu")
-    check_ranges(fn, sizes, any(t.numel() == 0 for t in tensors))
-    return BoundCall(tuple(tensors), sizes, device)
+    empty = any(t.numel() == 0 for t in tensors)
+    if not all(type(v) is int for v in sizes.values()):
+        check_ranges(fn, sizes, empty)  # symbolic sizes (torch.compile tracing)
+    else:
+        key = (tuple(sizes.items()), empty)
+        checked = fn.__dict__.get("_checked_ranges")
+        if checked is None:
+            checked = set()
+            object.__setattr__(fn, "_checked_ranges", checked)
+        if key not in checked:
+            check_ranges(fn, sizes, empty)
+            if len(checked) < 4096:
+                checked.add(key)  # these sizes passed: later calls with them need not redo it
+    return BoundCall(tuple(tensors), sizes, device or torch.device("cpu"))
 
 
 def check_ranges(fn: ir.Function, sizes: Mapping[str, int], empty_inputs: bool = False) -> None:

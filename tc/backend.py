@@ -167,11 +167,16 @@ class AutoBackend:
         from codegen.targets import target_names
 
         self._by_name = {n: CompiledBackend(n) for n in target_names()}
+        self._by_device: dict[str, CompiledBackend] = {}  # the default, per device type
 
     def pick(self, call: BoundCall) -> CompiledBackend:
         from codegen.targets import default_target
 
-        return self._by_name[default_target(call.device.type).name]
+        kind = call.device.type
+        backend = self._by_device.get(kind)
+        if backend is None:
+            backend = self._by_device[kind] = self._by_name[default_target(kind).name]
+        return backend
 
     def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
         return self.pick(call).run(fn, call, options)

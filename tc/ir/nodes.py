@@ -267,6 +267,11 @@ class Function:
         # hash stays consistent with ==, which resolves the rare collisions.
         return hash((self.name, len(self.stages), len(self.inputs)))
 
+    def __getstate__(self) -> dict:
+        # Per-process caches kept on the function (``_bind_plan``: tc.arguments) are
+        # not part of it: artefacts and worker processes get the fields alone.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     @property
     def tensors(self) -> tuple[TensorDecl, ...]:
         return self.inputs + self.outputs + self.temps
