@@ -18,6 +18,7 @@ GCC's outer-loop vectoriser gives up on the strides that kernels compiled for ev
 shape take as arguments.)
 
 When it applies: ``L`` is a sequential loop whose body is one ``lanes`` loop ``J``
+(or perfectly nested sequential loops around it, a convolution's ``c, kh, kw``)
 with constant bounds and a body of plain stores (no branch, no loop). A buffer is
 promoted when every access to it in ``L`` is to one of several rows, each a tuple
 of subscripts invariant in ``L`` (they may use ``J``'s variable), the rows differing
@@ -142,12 +143,19 @@ class _Promoter:
         return out or None
 
     def promote(self, loop: k.For) -> k.Stmt | None:
-        inner = loop.body
+        # ``loop`` may be the first of perfectly nested sequential loops (a convolution's
+        # ``c, kh, kw``) around the SIMD loop: the rows stay in arrays across them all.
+        chain, inner = [loop], loop.body
+        while (isinstance(inner, k.For) and inner.mapping is None and inner.vector is None):
+            chain.append(inner)
+            inner = inner.body
         if not (isinstance(inner, k.For) and inner.vector == "lanes"
                 and inner.mapping is None):
             return None
         span = _constant_range(inner)
-        if span is None or not invariant(first_iteration(loop), loop_bound_names(loop)):
+        bound = loop_bound_names(loop)
+        firsts = [first_iteration(c) for c in chain]
+        if span is None or not all(invariant(f, bound) for f in firsts):
             return None
         rows = self.rows(loop, inner)
         if rows is None or len(rows) * span[1] > MAX_ELEMENTS:
@@ -165,10 +173,14 @@ class _Promoter:
         stores = dataclasses.replace(inner, body=k.seq(*(
             k.Store(r.buffer, r.indices, ir.Read(r.name, slot, type=r.dtype),
                     origin=_origin(inner.body, r)) for r in rows)))
-        promoted = dataclasses.replace(loop, body=dataclasses.replace(inner, body=body))
+        promoted: k.Stmt = dataclasses.replace(inner, body=body)
+        for c in reversed(chain):
+            promoted = dataclasses.replace(c, body=promoted)
         declared = [k.Local(r.name, r.dtype, size=count) for r in rows]
-        return k.If(first_iteration(loop),
-                    k.Scope(k.seq(*declared, loads, promoted, stores)))
+        guard = firsts[0]
+        for f in firsts[1:]:
+            guard = ir.Binary("&&", guard, f, type=ScalarType.BOOL)
+        return k.If(guard, k.Scope(k.seq(*declared, loads, promoted, stores)))
 
 
 def _origin(body: k.Stmt, row: _Row) -> str:
