@@ -13,6 +13,7 @@ mapped for GPUs prints as CUDA or OpenCL, one mapped for CPUs as C.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ from codegen.lower import (
 )
 from codegen.printer import print_kernel
 from codegen.register_arrays import promote_rows
-from polyhedral.cpu_mapping import map_to_cpu
+from codegen.split_reductions import split_reductions
+from polyhedral.cpu_mapping import PARALLEL_MIN_INSTANCES, map_to_cpu
 from polyhedral.dependences import compute_dependences
 from polyhedral.intra_tile import reschedule_tiles
 from polyhedral.mapping import MappedSchedule, map_to_gpu
@@ -204,6 +206,16 @@ def unit_dims(fn: ir.Function, sizes: Mapping[str, int],
     return out
 
 
+def _instances(fn: ir.Function, statements: Sequence[str], sizes: Mapping[str, int]) -> int:
+    """The number of instances of scop statements ``statements`` at ``sizes``."""
+    total = 0
+    for name in statements:
+        st = fn.stages[int(name[1:].removesuffix("_init"))]
+        dims = st.lhs_dims if name.endswith("_init") else st.domain
+        total += math.prod(max(0, d.hi.evaluate(sizes) - d.lo.evaluate(sizes)) for d in dims)
+    return total
+
+
 def instance_count(fn: ir.Function, statements: Sequence[str]) -> ir.Expr:
     """The number of instances of scop statements ``statements`` as a 64-bit
     expression of the size arguments (a symbolic kernel's parallel loop runs on one
@@ -332,6 +344,12 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
         kernels = [promote_rows(kern) for kern in kernels]
     if options.use_private_memory or strategy == "cpu":
         kernels = [promote_kernel(kern, options.private_depth) for kern in kernels]
+    if strategy == "cpu" and options.cpu_parallel:
+        # Full reductions over threads (the accumulators are locals by now); a kernel
+        # too small for threads at these sizes stays serial, as the mapping decides.
+        kernels = [split_reductions(kern) if symbolic or _instances(fn, m.statements, sizes)
+                   >= PARALLEL_MIN_INSTANCES else kern
+                   for kern, m in zip(kernels, mapped.kernels, strict=True)]
     lap("private")
     kernels = [synchronize_kernel(kern, pairs) for kern in kernels]
     lap("barriers")
