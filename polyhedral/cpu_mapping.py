@@ -203,13 +203,14 @@ class _CpuMapper:
             n = node
             for i in path:
                 n = n.child(i)
-            # Up to the point band above the mark, then to the band above that.
+            # Up to the point band above the mark, then to the band above that (the
+            # tiles), past bands that have their options (a register tile's strips).
             up, bands = 0, 0
             while up < len(path):
                 n, up = n.parent(), up + 1
                 if n.get_type() == _T.band:
                     bands += 1
-                    if bands == 2:
+                    if bands >= 2 and n.band_get_ast_build_options().is_empty():
                         n = isolate_full_tiles(n)
                         break
             for _ in range(len(path) - up):
