@@ -38,7 +38,7 @@ from codegen.split_reductions import split_reductions
 from polyhedral.cpu_mapping import PARALLEL_MIN_INSTANCES, map_to_cpu
 from polyhedral.dependences import compute_dependences
 from polyhedral.intra_tile import reschedule_tiles
-from polyhedral.mapping import MappedSchedule, map_to_gpu
+from polyhedral.mapping import MappedSchedule, map_to_gpu, member_spans
 from polyhedral.promotion import DEFAULT_SHARED_LIMIT, promote_shared
 from polyhedral.promotion import build_ast as build_annotated_ast
 from polyhedral.schedule import compute_schedule, schedule_str, tile_schedule
@@ -285,10 +285,14 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     deps = compute_dependences(scop)
     lap("dependences")
     schedule = compute_schedule(scop, deps, options)
-    tiled = reschedule_tiles(scop, deps, tile_schedule(schedule, options.tile_sizes), options)
+    context = _size_context(scop, sizes)
+    # On a CPU, this call's sizes guide the tiling (speed only, as they guide the
+    # vector loop): a loop no longer than its tile is not tiled.
+    spans = (lambda node: member_spans(node, context)) if strategy == "cpu" else None
+    tiled = reschedule_tiles(scop, deps, tile_schedule(schedule, options.tile_sizes, spans),
+                             options)
     stages["schedule"] = schedule_str(tiled)
     lap("schedule")
-    context = _size_context(scop, sizes)
     if strategy == "cpu":
         # The sizes of this call guide the choice of loops (their spans) even when
         # the kernel serves every size: that choice affects speed, never results.

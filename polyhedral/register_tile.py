@@ -234,7 +234,8 @@ def register_tile(mark: isl.ScheduleNode, deps: isl.UnionMap, fn: ir.Function,
     # With constant strides, the SIMD loop goes outside the reduction: each lane keeps
     # its rows in scalars (vector registers, by GCC's outer-loop vectorisation, which
     # gives up on strides passed as arguments).
-    outer_lanes = outer_lanes and bool(middle) and not reduce
+    # GCC vectorises an outer loop around one inner loop only: not a convolution's three.
+    outer_lanes = outer_lanes and len(middle) == 1 and not reduce
     bands = ([outer, order, lanes, middle, unrolled] if outer_lanes
              else [outer, order, middle, lanes, unrolled])
     try:

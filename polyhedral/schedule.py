@@ -332,10 +332,16 @@ def _first(
 # -- tiling --------------------------------------------------------------------------------
 
 
-def _tile_band(node: isl.ScheduleNode, sizes: Sequence[int]) -> isl.ScheduleNode:
+def _tile_band(node: isl.ScheduleNode, sizes: Sequence[int],
+               spans: Callable[[isl.ScheduleNode], Sequence[int | None]] | None = None
+               ) -> isl.ScheduleNode:
     """Tile the band at ``node``; returns the node of the tile band (or the band)."""
     n = node.band_n_member()
     eff = [int(sizes[i]) if i < len(sizes) else 0 for i in range(n)]
+    if spans is not None:
+        # A member spanning no more than its tile would be one partial tile: untiled.
+        eff = [0 if s is not None and s <= e else e for e, s in zip(eff, spans(node),
+                                                                    strict=True)]
     if n > 1 and not node.band_get_permutable():
         eff = eff[:1] + [0] * (n - 1)  # only the first member can be strip-mined alone
     if not any(eff):
@@ -366,7 +372,9 @@ def _flags(node: isl.ScheduleNode, permutable: bool, coincident: list[bool]) -> 
     return node
 
 
-def tile_schedule(schedule: isl.Schedule, tile_sizes: Sequence[int]) -> isl.Schedule:
+def tile_schedule(schedule: isl.Schedule, tile_sizes: Sequence[int],
+                  spans: Callable[[isl.ScheduleNode], Sequence[int | None]] | None = None
+                  ) -> isl.Schedule:
     """Tile the outermost band of every root-to-leaf path of ``schedule``.
 
     ``tile_sizes[i]`` is the tile size of member ``i``; 0 (or a missing size) leaves
@@ -375,13 +383,16 @@ def tile_schedule(schedule: isl.Schedule, tile_sizes: Sequence[int]) -> isl.Sche
     0 for an untiled member) above a point band of ``n`` members (``x - size * tile``,
     or ``x`` itself when untiled), both with the band's permutability and
     coincidence flags. A band that is not permutable only has its first member tiled.
+    ``spans`` (the CPU strategy) gives each member's number of values at the call's
+    sizes: a member spanning no more than its tile size is left untiled (its one
+    tile would be partial, and partial tiles get no constant loops).
     """
     if any(int(s) < 0 for s in tile_sizes):
         raise ValueError(f"tile sizes must be >= 0, got {tuple(tile_sizes)}")
 
     def walk(node: isl.ScheduleNode) -> isl.ScheduleNode:
         if node.get_type() == _BAND and node.band_n_member() > 0:
-            return _tile_band(node, tile_sizes)
+            return _tile_band(node, tile_sizes, spans)
         for i in range(node.n_children()):
             node = walk(node.child(i)).parent()
         return node
