@@ -197,6 +197,10 @@ def _act(found: dict[str, dict], *kinds: str) -> None:
             os.kill(spec["pid"], signal.SIGINT)
 
 
+class _Rejected(Exception):  # a compiled program the search space turns away
+    pass
+
+
 class _CompileState:
     def __init__(self, spec: CompileSpec) -> None:
         from tc.lang.frontend import check_text
@@ -205,23 +209,25 @@ class _CompileState:
         self.fn = check_text(spec.lang).functions[spec.entry]
 
     def handle(self, conn, options_json: str) -> None:
-        from codegen.compiler import compile_program
-        from codegen.executor import Executor, uses_symbolic_sizes
-        from codegen.targets import get_target
+        from codegen.executor import CallShape, build_executor
 
         s = self.spec
         _act(_faults(s.faults, options_json, "compile"), "crash", "hang")
         options = MappingOptions.deserialize(options_json)
-        target = get_target(s.backend)
-        program = compile_program(self.fn, options, s.sizes, s.strides, target.strategy,
-                                  uses_symbolic_sizes(target, options))
-        why = compiled_rejection(program, s.min_threads, s.shared_limit, s.limits)
-        if why is not None:
-            conn.send(("rejected", why))
+
+        def vet(program) -> None:
+            if (why := compiled_rejection(program, s.min_threads, s.shared_limit,
+                                          s.limits)) is not None:
+                raise _Rejected(why)
+
+        # The target's compiler (PoCL, NVRTC, cc) runs here, in parallel, once vet passed;
+        # the run worker loads the artefact's binaries without compiling again.
+        try:
+            ex = build_executor(self.fn, CallShape(s.sizes, s.strides, s.signature), options,
+                                s.backend, s.arch, check=vet)
+        except _Rejected as e:
+            conn.send(("rejected", str(e)))
             return
-        # The back end's compiler (PoCL's build, or NVRTC) runs here, in parallel; the
-        # run worker loads the binaries from the artefact without compiling again.
-        ex = Executor(program, s.backend, s.signature, s.arch)
         for k in ex.kernels:
             shared = k.resources.get("shared_bytes", 0)
             if shared > s.shared_limit:

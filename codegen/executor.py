@@ -8,7 +8,8 @@ and launching one are the target's (:mod:`codegen.targets`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -22,8 +23,8 @@ from tc.ir.types import ScalarType
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "Executor", "KernelInfo", "build_executor", "memo_key", "signature_class",
-           "uses_symbolic_sizes"]
+__all__ = ["BACKENDS", "CallShape", "Executor", "KernelInfo", "build_executor", "memo_key",
+           "signature_class", "uses_symbolic_sizes"]
 
 #: The compiled back ends (the registered targets).
 BACKENDS = target_names()
@@ -205,14 +206,38 @@ class Executor:
         self.target.launch(self._compiled[index], ck.kernel, tensors, n_inputs, sizes)
 
 
-def build_executor(fn, call: BoundCall, options, target: str | Target,
-                   arch: str | None = None) -> Executor:
+@dataclass(frozen=True)
+class CallShape:
+    """What compiling needs of a call: its sizes, its inputs' strides and its
+    signature (``BoundCall.signature()``); what a call is reduced to when it must
+    travel to another process (the autotuner's compile workers have no tensors)."""
+
+    sizes: Mapping[str, int]
+    strides: tuple[tuple[int, ...], ...]
+    signature: tuple
+
+    @classmethod
+    def of(cls, call: BoundCall) -> CallShape:
+        """The shape of a bound call."""
+        return cls(call.sizes, tuple(tuple(t.stride()) for t in call.inputs), call.signature())
+
+
+def build_executor(fn, call: BoundCall | CallShape, options, target: str | Target,
+                   arch: str | None = None,
+                   check: Callable[[CompiledProgram], None] | None = None) -> Executor:
     """Compile ``fn`` for the signature of ``call`` under ``options`` with ``target``'s
     mapping strategy, and build it for ``target``: the one place where a program is
-    compiled and turned into an executor."""
+    compiled and turned into an executor.
+
+    ``check`` sees the compiled program before the target builds it and may raise to
+    stop there (the autotuner rejects programs its launch limits forbid without
+    paying for the target's compiler)."""
     from codegen.compiler import compile_program
 
+    shape = CallShape.of(call) if isinstance(call, BoundCall) else call
     target = get_target(target)
-    program = compile_program(fn, options, call.sizes, [t.stride() for t in call.inputs],
-                              target.strategy, uses_symbolic_sizes(target, options))
-    return Executor(program, target, call.signature(), arch)
+    program = compile_program(fn, options, shape.sizes, shape.strides, target.strategy,
+                              uses_symbolic_sizes(target, options))
+    if check is not None:
+        check(program)
+    return Executor(program, target, shape.signature, arch)
