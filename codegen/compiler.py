@@ -5,7 +5,8 @@
          -> kernel ASTs + host program
 
 Every stage is a pure function of the previous one; :class:`CompiledProgram` keeps
-the text of each (for ``python -m tc explain --stage ...``) and its duration. Kernels
+the duration of each and its text (some only when traced: for ``python -m tc explain
+--stage ...``). Kernels
 are printed for a target only when asked (:meth:`CompiledKernel.source`): a program
 mapped for GPUs prints as CUDA or OpenCL, one mapped for CPUs as C.
 """
@@ -52,6 +53,10 @@ from tc.options import MappingOptions
 #: ``CompiledProgram.timings`` (benchmarks/compile_latency.py reports them, with
 #: ``parse`` and ``sema`` before and ``print`` after).
 PIPELINE = ("scop", "dependences", "schedule", "map", "lower", "private", "barriers")
+#: The stages whose text :func:`compile_program` records only when asked (``trace``):
+#: printing the kernel AST after each kernel stage would cost every compilation some 7%
+#: (measured over the catalogue), for the sake of ``python -m tc explain``.
+TRACED = ("dependences", "map", "lower", "private", "barriers")
 
 
 @dataclass(frozen=True)
@@ -251,7 +256,7 @@ def _size_context(scop: Scop, sizes: Mapping[str, int]) -> isl.Set:
 
 def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
                     input_strides: Sequence[Sequence[int]], strategy: str = "gpu",
-                    symbolic: bool = False) -> CompiledProgram:
+                    symbolic: bool = False, *, trace: bool = False) -> CompiledProgram:
     """Compile ``fn`` for concrete sizes and input strides under ``options``, mapped
     with ``strategy`` ("gpu": blocks and threads; "cpu": parallel and vector loops;
     a target's ``strategy``).
@@ -260,13 +265,16 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     kernels take the sizes and the inputs' strides as arguments (strides of 1 stay
     1), so the program serves every call of the same dtypes, ranks and unit strides
     (:func:`codegen.executor.signature_class`); ``sizes`` and ``input_strides`` then
-    only guide choices that affect speed (the vector loop)."""
+    only guide choices that affect speed (the vector loop).
+
+    ``trace``: ``stages`` holds a text for every name of :data:`PIPELINE` (the
+    :data:`TRACED` ones are left out otherwise)."""
     stats.count("compile_program")
     if strategy not in ("gpu", "cpu"):
         raise ValueError(f"unknown mapping strategy {strategy!r}")
     symbolic = symbolic and strategy == "cpu" and not options.fix_parameters
     if options.match_library_calls and strategy == "gpu":
-        segmented = _compile_segmented(fn, options, sizes, input_strides)
+        segmented = _compile_segmented(fn, options, sizes, input_strides, trace)
         if segmented is not None:
             return segmented
     timings: dict[str, float] = {}
@@ -342,6 +350,7 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
             meta={**kern.meta, "parallel_if": instance_count(fn, m.statements)})
             for kern, m in zip(kernels, mapped.kernels, strict=True)]
     lap("lower")
+    lowered = kernels
     # On a CPU, a scalar in a register is always right (no occupancy to trade for it),
     # and vector reductions need their accumulators in scalars: promote regardless.
     if strategy == "cpu":
@@ -355,10 +364,14 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
                    >= PARALLEL_MIN_INSTANCES else kern
                    for kern, m in zip(kernels, mapped.kernels, strict=True)]
     lap("private")
+    private = kernels
     kernels = [synchronize_kernel(kern, pairs) for kern in kernels]
     lap("barriers")
     compiled = tuple(CompiledKernel(kern) for kern in kernels)
     stages["host"] = host_mod.host_str(program)
+    if trace:  # printed after the last lap, so that the timings leave printing out
+        stages.update(dependences=str(deps), map=_map_text(stages), lower=kernels_text(lowered),
+                      private=kernels_text(private), barriers=kernels_text(kernels))
     return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
                            tuple(checks), stages, timings, mapped, strategy=strategy,
                            symbolic=symbolic)
@@ -379,8 +392,20 @@ class Segment:
     mapped: MappedSchedule | None = None  # a pipeline segment's (kernels numbered from 0)
 
 
+def kernels_text(kernels: Sequence[k.Kernel]) -> str:
+    """Kernel ASTs as readable pseudo-C, each under its launch configuration."""
+    return "\n\n".join(f"# kernel {kern.name}: grid {kern.grid}, block {kern.block}\n"
+                       f"{print_kernel(kern, 'kernel')}" for kern in kernels)
+
+
+def _map_text(stages: Mapping[str, str]) -> str:
+    """The ``map`` stage: the mapped schedule tree and the AST isl generates from it."""
+    return f"{stages['mapped']}\n# isl AST:\n{stages['isl_ast']}"
+
+
 def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
-                       input_strides: Sequence[Sequence[int]]) -> CompiledProgram | None:
+                       input_strides: Sequence[Sequence[int]],
+                       trace: bool = False) -> CompiledProgram | None:
     """``fn`` compiled in segments (see :class:`Segment`), or None when no stage is a
     reduction that the template takes (the caller then compiles ``fn`` whole)."""
     from codegen import reduction
@@ -399,7 +424,8 @@ def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[
     checks: list[ir.Read] = []  # numbered across the whole program
     hosts: list[host_mod.HostNode] = []
     segments: list[Segment] = []
-    texts: dict[str, list[str]] = {key: [] for key in ("scop", "schedule", "mapped", "isl_ast")}
+    keys = ("scop", "schedule", "mapped", "isl_ast") + (TRACED if trace else ())
+    texts: dict[str, list[str]] = {key: [] for key in keys}
     timings: dict[str, float] = {}
     start = 0
     while start < len(fn.stages):
@@ -412,7 +438,10 @@ def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[
                                                  readonly_cache=options.use_readonly_cache)
             timings["lower"] = timings.get("lower", 0.0) + time.perf_counter() - clock
             for key in texts:
-                texts[key].append(f"# {reduction.describe(plan)}")
+                text = f"# {reduction.describe(plan)}"
+                if key in ("lower", "private", "barriers"):  # the template's own kernels
+                    text += "\n" + kernels_text(kernels[first:])
+                texts[key].append(text)
             hosts.append(host_mod.HostBlock(tuple(map(host_mod.Launch,
                                                       range(first, len(kernels))))))
             segments.append(Segment("reduction", range(start, end), range(first, len(kernels))))
@@ -423,7 +452,7 @@ def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[
             # A sub-function of the run: its scop names S0.. and lower.instantiate both
             # index the run's own stages, so the two agree.
             sub = compile_program(dataclasses.replace(fn, stages=fn.stages[start:end]), plain,
-                                  sizes, input_strides)
+                                  sizes, input_strides, trace=trace)
             for ck in sub.kernels:
                 kern = ck.kernel
                 kernels.append(dataclasses.replace(

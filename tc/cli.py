@@ -19,10 +19,29 @@ from tc.options import MappingOptions
 if TYPE_CHECKING:
     from codegen.compiler import CompiledKernel
 
-STAGES = ("ast", "ir", "scop", "schedule", "kernel", "cuda", "opencl", "c")
-# The stages that print a target's source, and that target.
-_SOURCE_STAGES = {"cuda": "cuda", "opencl": "opencl", "c": "cpu"}
-_COMPILED_STAGES = STAGES[2:]
+#: The front end's stages, before any compiling.
+FRONT_STAGES = ("ast", "ir")
+#: Stage names kept from before the source stages were named after their targets:
+#: ``c`` prints the ``cpu`` target's source.
+_ALIASES = {"c": "cpu"}
+
+
+def explain_stages() -> tuple[str, ...]:
+    """The stages ``explain --stage`` prints: the front end's, every stage of the
+    compiler's pipeline (:data:`codegen.compiler.PIPELINE`), ``kernel`` (the final
+    kernel AST), then each registered target's source, named after the target."""
+    from codegen.compiler import PIPELINE
+    from codegen.targets import target_names
+
+    return FRONT_STAGES + PIPELINE + ("kernel",) + target_names() + tuple(_ALIASES)
+
+
+def _source_target(stage: str) -> str | None:
+    """The target whose source ``stage`` prints, or None for any other stage."""
+    from codegen.targets import target_names
+
+    stage = _ALIASES.get(stage, stage)
+    return stage if stage in target_names() else None
 
 
 def _read(path: str) -> str:
@@ -134,7 +153,7 @@ def _options(text: str | None) -> MappingOptions:
 
 
 def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
-    from codegen.compiler import compile_program, contiguous_strides
+    from codegen.compiler import PIPELINE, compile_program, contiguous_strides
     from codegen.printer import print_kernel
     from codegen.targets import get_target
 
@@ -144,19 +163,22 @@ def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
                       f"with --sizes (missing: {', '.join(missing)})")
     check_ranges(fn, sizes)
     strides = [contiguous_strides([s.evaluate(sizes) for s in t.shape]) for t in fn.inputs]
-    target = get_target(_SOURCE_STAGES.get(args.stage) or args.target)
-    program = compile_program(fn, _options(args.options), sizes, strides, target.strategy)
-    if args.stage in ("scop", "schedule"):
-        if args.stage == "scop":
-            return program.stages["scop"]
-        return (program.stages["schedule"] + f"\n# mapped for the {target.name} target:\n" +
-                program.stages["mapped"])
+    source = _source_target(args.stage)
+    target = get_target(source or args.target)
+    program = compile_program(fn, _options(args.options), sizes, strides, target.strategy,
+                              trace=args.stage in PIPELINE)
+    if args.stage in ("scop", "dependences", "schedule"):
+        return program.stages[args.stage]
+    if args.stage == "map":
+        return f"# mapped for the {target.name} target:\n{program.stages['map']}"
     out = [f"# host program\n{program.stages['host']}"]
+    if args.stage in PIPELINE:  # a kernel stage: the kernel ASTs after it
+        return "\n\n".join([*out, program.stages[args.stage]])
     for ck in program.kernels:
         head = f"# kernel {ck.name}: grid {ck.grid}, block {ck.block}"
         if args.stage == "kernel":
             out.append(f"{head}\n{print_kernel(ck.kernel, 'kernel')}")
-        elif args.stage != "cuda":
+        elif source != "cuda":
             out.append(f"{head}\n{ck.source(target.name)}")
         else:
             from codegen.nvrtc import compile_cuda
@@ -192,14 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE")
     e.add_argument("--entry", help="the definition (needed when the file has several)")
     e.add_argument("--sizes", help="concrete sizes, e.g. M=64,N=32")
-    e.add_argument("--stage", choices=STAGES, default="ir", help="the stage to print")
+    e.add_argument("--stage", choices=explain_stages(), default="ir",
+                   help="the stage to print: the front end's, the compiler's pipeline, the "
+                        "final kernel AST, or a target's source")
     e.add_argument("--options", help="mapping options: a preset name (naive, mlp, ...), "
                    "serialized options (JSON text) or a file holding them; default naive")
     e.add_argument("--arch", help="CUDA architecture for --stage cuda (default sm_80)")
     e.add_argument("--target", default="cuda",
-                   help="the target whose mapping --stage scop|schedule|kernel shows (cuda, "
-                        "opencl: GPU blocks and threads; cpu: parallel and vector loops); "
-                        "--stage cuda|opencl|c imply theirs")
+                   help="the target whose mapping the compiled stages show (cuda, opencl: "
+                        "GPU blocks and threads; cpu: parallel and vector loops); a target's "
+                        "source stage implies it")
     e.set_defaults(func=cmd_explain)
     g = sub.add_parser("grad", help="print the automatically derived backward definition")
     g.add_argument("file", metavar="FILE")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tc.cli import main, parse_sizes
+from tc.cli import explain_stages, main, parse_sizes
 from tc.errors import TcError
 
 GOOD = """
@@ -117,3 +117,59 @@ def test_explain_cuda_prints_resources_and_launch(files, capsys) -> None:
                          r"0 shared bytes, (\d+) local bytes", lines[head + 2])
     assert usage is not None and int(usage.group(1)) > 0
     assert 'extern "C" __global__ void tc_matmul_0(' in out
+
+
+# Per stage, a text its output must hold for the matmul below (``None``: only that it
+# prints more than the host program); a stage added without an entry fails here.
+_MARKERS = {
+    "ast": "Ident 'matmul'", "ir": "float32(8, 5) A", "scop": "S0_init", "dependences": "flow",
+    "schedule": "domain:", "map": "# isl AST:", "lower": "kernel tc_matmul_0(",
+    "private": "kernel tc_matmul_0(", "barriers": "kernel tc_matmul_0(",
+    "kernel": "kernel tc_matmul_0(", "cpu": "void tc_matmul_0(", "c": "void tc_matmul_0(",
+    "opencl": "__kernel void tc_matmul_0(", "cuda": '__global__ void tc_matmul_0(',
+}
+
+
+def test_explain_stages_follow_the_pipeline_and_the_targets() -> None:
+    from codegen.compiler import PIPELINE
+    from codegen.targets import target_names
+
+    stages = explain_stages()
+    assert len(set(stages)) == len(stages)
+    # the pipeline's stages in its order, every target's source, the old names
+    assert tuple(s for s in stages if s in PIPELINE) == PIPELINE
+    assert set(target_names()) | {"ast", "ir", "scop", "schedule", "kernel", "c"} <= set(stages)
+    assert set(stages) == set(_MARKERS)
+
+
+@pytest.mark.parametrize("target", ["cpu", "opencl"])
+@pytest.mark.parametrize("stage", explain_stages())
+def test_explain_prints_every_stage(files, capsys, stage: str, target: str) -> None:
+    assert main(["explain", str(files[0]), "--entry", "matmul", "--sizes", "M=8,K=5,N=7",
+                 "--stage", stage, "--target", target]) == 0
+    out = capsys.readouterr().out
+    body = out.split("launch kernel 0", 1)[-1]  # what follows the host program, if any
+    assert body.strip() and _MARKERS[stage] in body
+
+
+def test_kernel_stages_show_the_kernel_after_each_step(files, capsys) -> None:
+    def stage(name: str) -> str:
+        assert main(["explain", str(files[0]), "--entry", "matmul", "--sizes", "M=8,K=5,N=7",
+                     "--stage", name, "--target", "cpu"]) == 0
+        return capsys.readouterr().out
+
+    lower, private, barriers, kernel = map(stage, ("lower", "private", "barriers", "kernel"))
+    # the CPU strategy keeps the accumulators in scalars after lowering
+    assert " p_0 = " not in lower and " p_0 = " in private
+    assert barriers == kernel  # the final kernel AST is the barriers stage's
+
+
+def test_explain_schedule_and_map_are_separate(files, capsys) -> None:
+    args = ["explain", str(files[0]), "--entry", "matmul", "--sizes", "M=64,K=32,N=48",
+            "--target", "opencl", "--stage"]
+    assert main([*args, "schedule"]) == 0
+    schedule = capsys.readouterr().out
+    assert main([*args, "map"]) == 0
+    mapped = capsys.readouterr().out
+    assert "mark:" not in schedule  # the mapping's kernel and thread marks come with map
+    assert mapped.startswith("# mapped for the opencl target:") and 'mark: "kernel' in mapped
