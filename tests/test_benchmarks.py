@@ -192,8 +192,8 @@ def test_time_events_with_fake_events() -> None:
 def test_runner_without_device(monkeypatch, capsys, tmp_path) -> None:
     monkeypatch.setattr(gpu_timing, "timing_available", lambda: False)
     out_json = tmp_path / "report.json"
-    assert static_report.main(["--kernels", "copy3d,moments", "--sizes", "test", "--first",
-                               "--time", "--json", str(out_json)]) == 0
+    assert static_report.main(["--backend", "cuda", "--kernels", "copy3d,moments", "--sizes",
+                               "test", "--first", "--time", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "no CUDA device: static report only" in out
     assert "tc ms" not in out and "| copy3d | D0=3 D1=5 D2=7 |" in out
