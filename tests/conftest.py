@@ -1,8 +1,10 @@
-"""Shared pytest configuration: the ``--fuzz-long`` option of the fuzz tests."""
+"""Shared pytest configuration: the ``--fuzz-long`` option of the fuzz tests, and the
+``target`` fixture (every target that runs here; see ``targets_here.py``)."""
 
 from __future__ import annotations
 
 import pytest
+from targets_here import runnable_targets
 
 #: How many times more examples the fuzz tests run under ``--fuzz-long``.
 FUZZ_LONG_FACTOR = 20
@@ -29,15 +31,7 @@ def fuzz_examples(request: pytest.FixtureRequest):
     return examples
 
 
-def _cpu_runnable_targets() -> list[str]:
-    """The registered targets that run on CPU tensors here (the GPU-faithful PoCL
-    check and the native CPU target, where a C compiler exists)."""
-    from codegen.targets import TARGETS
-
-    return [name for name, t in TARGETS.items() if t.device_type == "cpu" and t.available()]
-
-
-@pytest.fixture(params=_cpu_runnable_targets())
+@pytest.fixture(params=runnable_targets())
 def target(request: pytest.FixtureRequest) -> str:
     """Each target that can run here: target-independent tests take it to run on all."""
     return request.param

@@ -1,12 +1,16 @@
 """tc.torch_ops: TC definitions as torch custom operators.
 
 Expected values come from torch (``A @ B``, ``F.linear``, ``F.cross_entropy``) or from
-formulas written here, never from tc. Kernels run on OpenCL (PoCL) where tc's compiled
-path matters, on the reference interpreter where only the torch plumbing is under
-test; sizes are tiny and few signatures are used, since PoCL compiles each new kernel.
+formulas written here, never from tc. Kernels run on every target here (the ``target``
+fixture: PoCL and the CPU target) where tc's compiled path matters, each under an
+operator name of its own (registering a name again would swap its back end), and on
+the reference interpreter where only the torch plumbing is under test; sizes are tiny
+and few signatures are used, since each target compiles each new kernel.
 """
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
@@ -25,14 +29,29 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=g)
 
 
-@pytest.fixture(scope="module")
-def matmul():
-    return register_op(f"{NS}::matmul", MATMUL, "matmul", backend="opencl")
+@functools.cache
+def compiled_op(kind: str, target: str):
+    """The operator ``kind`` (matmul, fc_relu) compiled for ``target``, registered once
+    as ``tc_test_ops::{kind}_{target}``."""
+    lang = {"matmul": MATMUL, "fc_relu": FC_RELU}[kind]
+    return register_op(f"{NS}::{kind}_{target}", lang, kind, backend=target)
+
+
+@pytest.fixture
+def matmul(target: str):
+    return compiled_op("matmul", target)
+
+
+@pytest.fixture
+def fc_relu(target: str):
+    return compiled_op("fc_relu", target)
 
 
 @pytest.fixture(scope="module")
-def fc_relu():
-    return register_op(f"{NS}::fc_relu", FC_RELU, "fc_relu", backend="opencl")
+def matmul_op():
+    """A compiled operator for the tests of registration, schemas and fake kernels,
+    which run no kernel: on one target only."""
+    return compiled_op("matmul", "opencl")
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +99,12 @@ def fc_expected(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor):
 # -- forward, schema, fake ---------------------------------------------------------------------
 
 
-def test_matmul_forward(matmul) -> None:
+def test_matmul_forward(matmul, target: str) -> None:
     A, B = randn(3, 5, seed=1), randn(5, 7, seed=2)
     C = matmul(A, B)
     torch.testing.assert_close(C, A @ B)
     assert C.is_contiguous() and C.shape == (3, 7)
-    assert matmul is torch.ops.tc_test_ops.matmul
+    assert matmul is getattr(torch.ops.tc_test_ops, f"matmul_{target}")
 
 
 def test_fc_relu_forward_with_keywords(fc_relu) -> None:
@@ -95,22 +114,24 @@ def test_fc_relu_forward_with_keywords(fc_relu) -> None:
     assert (y == 0).any() and (y > 0).any()
 
 
-def test_schemas(matmul, stats_ref, xent_ref) -> None:
-    assert str(matmul.default._schema) == "tc_test_ops::matmul(Tensor A, Tensor B) -> Tensor"
-    assert str(torch.ops.tc_test_ops.matmul_backward.default._schema) == (
-        "tc_test_ops::matmul_backward(Tensor A, Tensor B, Tensor grad_0) -> (Tensor, Tensor)")
+def test_schemas(matmul_op, stats_ref, xent_ref) -> None:
+    assert str(matmul_op.default._schema) == (
+        "tc_test_ops::matmul_opencl(Tensor A, Tensor B) -> Tensor")
+    assert str(torch.ops.tc_test_ops.matmul_opencl_backward.default._schema) == (
+        "tc_test_ops::matmul_opencl_backward(Tensor A, Tensor B, Tensor grad_0) -> "
+        "(Tensor, Tensor)")
     assert str(stats_ref.default._schema).endswith("(Tensor A) -> (Tensor, Tensor)")
     assert str(torch.ops.tc_test_ops.activation_stats_backward.default._schema).endswith(
         "(Tensor A, Tensor grad_0, Tensor grad_1) -> Tensor")
     # The labels get no gradient: one result, for X.
     assert str(torch.ops.tc_test_ops.cross_entropy_mean_backward.default._schema).endswith(
         "(Tensor X, Tensor label, Tensor grad_0) -> Tensor")
-    assert torch.Tag.pt2_compliant_tag in matmul.default.tags
+    assert torch.Tag.pt2_compliant_tag in matmul_op.default.tags
 
 
-def test_cpu_and_cuda_kernels(matmul) -> None:
+def test_cpu_and_cuda_kernels(matmul_op) -> None:
     # Both device keys go to the same TcFunction, which picks its back end by device.
-    for name in ("tc_test_ops::matmul", "tc_test_ops::matmul_backward"):
+    for name in ("tc_test_ops::matmul_opencl", "tc_test_ops::matmul_opencl_backward"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CPU")
         assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA")
         assert not torch._C._dispatch_has_kernel_for_dispatch_key(name, "XPU")
@@ -132,15 +153,15 @@ def test_python_keywords_as_argument_names() -> None:
     torch.testing.assert_close(op(lambda__=a, lambda_=b, None_=c, self=d), a + b * c * d)
 
 
-def test_fake_kernel_shapes(matmul, stats_ref) -> None:
-    C = matmul(torch.empty(3, 5, device="meta"), torch.empty(5, 7, device="meta"))
+def test_fake_kernel_shapes(matmul_op, stats_ref) -> None:
+    C = matmul_op(torch.empty(3, 5, device="meta"), torch.empty(5, 7, device="meta"))
     assert C.device.type == "meta" and C.shape == (3, 7) and C.dtype == torch.float32
     mean, meansq = stats_ref(torch.empty(6, 2, device="meta"))
     assert mean.shape == meansq.shape == (2,)
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode():
-        C = matmul(torch.empty(2, 9), torch.empty(9, 4))
+        C = matmul_op(torch.empty(2, 9), torch.empty(9, 4))
     assert C.shape == (2, 4)
 
 
@@ -168,16 +189,17 @@ def test_bad_qualname(name) -> None:
         register_op(name, MATMUL, backend="reference")
 
 
-def test_registering_again(matmul) -> None:
-    assert register_op(f"{NS}::matmul", MATMUL, "matmul", backend="opencl") is matmul
+def test_registering_again(matmul_op) -> None:
+    name = f"{NS}::matmul_opencl"
+    assert register_op(name, MATMUL, "matmul", backend="opencl") is matmul_op
     renamed = MATMUL.replace("A", "X")  # same canonical text, other argument names
     with pytest.raises(TcArgumentError, match="already registered"):
-        register_op(f"{NS}::matmul", renamed, "matmul", backend="opencl")
+        register_op(name, renamed, "matmul", backend="opencl")
     with pytest.raises(TcArgumentError, match="already registered"):
-        register_op(f"{NS}::matmul", FC_RELU, "fc_relu", backend="opencl")
+        register_op(name, FC_RELU, "fc_relu", backend="opencl")
     # The backward operator's name is taken too.
     with pytest.raises(TcArgumentError, match="taken by the tc operator"):
-        register_op(f"{NS}::matmul_backward", FC_RELU, "fc_relu", backend="opencl")
+        register_op(f"{name}_backward", FC_RELU, "fc_relu", backend="opencl")
 
 
 def test_name_torch_already_knows() -> None:
@@ -188,9 +210,9 @@ def test_name_torch_already_knows() -> None:
     del lib
 
 
-def test_registering_again_swaps_options_and_backend() -> None:
+def test_registering_again_swaps_options_and_backend(target: str) -> None:
     A, B = randn(3, 5, seed=1), randn(5, 7, seed=2)
-    op = register_op(f"{NS}::swap", MATMUL, backend="reference")
+    op = register_op(f"{NS}::swap_{target}", MATMUL, backend="reference")
     torch.testing.assert_close(op(A, B), A @ B)
     asked = []
 
@@ -199,23 +221,32 @@ def test_registering_again_swaps_options_and_backend() -> None:
         return tc.MappingOptions("naive")
 
     # Same definition, now compiled (same signature as the matmul fixture's kernel).
-    assert register_op(f"{NS}::swap", MATMUL, options_factory=factory, backend="opencl") is op
+    assert register_op(f"{NS}::swap_{target}", MATMUL, options_factory=factory,
+                       backend=target) is op
     torch.testing.assert_close(op(A, B), A @ B)
     assert asked == ["matmul"]
 
 
-def test_cache_is_passed_on(tmp_path) -> None:
+#: What each target counts when it builds a kernel from source, and when it loads a
+#: stored one (codegen.stats).
+BUILDS = {"opencl": ("opencl_build", "opencl_load_binary"),
+          "cpu": ("cc_compile", "cc_load_binary")}
+
+
+def test_cache_is_passed_on(tmp_path, target: str) -> None:
     from codegen.stats import COUNTERS
 
+    build, load = BUILDS[target]
     path = tmp_path / "cache.sqlite"
     A, B = randn(3, 5, seed=1), randn(5, 7, seed=2)
-    first = register_op(f"{NS}::cached_first", MATMUL, backend="opencl", cache=path)
+    first = register_op(f"{NS}::cached_first_{target}", MATMUL, backend=target, cache=path)
     torch.testing.assert_close(first(A, B), A @ B)
     COUNTERS.clear()
     # Another registration (a fresh back end, no memoised executor) loads the stored kernel.
-    second = register_op(f"{NS}::cached_second", MATMUL, backend="opencl", cache=path)
+    second = register_op(f"{NS}::cached_second_{target}", MATMUL, backend=target, cache=path)
     torch.testing.assert_close(second(A, B), A @ B)
-    assert COUNTERS["compile_program"] == 0 and COUNTERS["opencl_build"] == 0
+    assert COUNTERS["compile_program"] == 0 and COUNTERS[build] == 0
+    assert COUNTERS[load] >= 1
 
 
 def test_entry_must_be_named_for_several_definitions() -> None:
@@ -366,11 +397,11 @@ def test_compile_unused_result(stats_ref) -> None:
     torch.testing.assert_close(A.grad, torch.tensor([1.0, -2.0]).expand(6, 2) / 6)
 
 
-def test_export(fc_relu) -> None:
+def test_export(fc_relu, target: str) -> None:
     net = FcNet(fc_relu)
     x = fc_inputs()[0]
     ep = torch.export.export(net, (x,))
-    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
-    assert "tc_test_ops.fc_relu.default" in targets
+    called = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert f"tc_test_ops.fc_relu_{target}.default" in called
     want, _, _ = fc_expected(x, net.W.detach(), net.b.detach())
     torch.testing.assert_close(ep.module()(x), want)

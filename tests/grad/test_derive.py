@@ -254,11 +254,11 @@ def test_cli_wrt(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("options", ["naive", "mlp"])
-def test_max_of_an_expression_compiled_selects_its_maximum(options: str) -> None:
+def test_max_of_an_expression_compiled_selects_its_maximum(options: str, target: str) -> None:
     # The max's values are stored once in the backward, so that no kernel rounds them
     # differently (an fma in one kernel, a multiply-add in another) and loses the max.
     text = "def f(float(N, K) X, float(K) w) -> (Y) { Y(n) max=! X(n, k) * w(k) + 1.0 }"
-    T = tc.define(text, lambda *a: tc.MappingOptions(options), backend="opencl")
+    T = tc.define(text, lambda *a: tc.MappingOptions(options), backend=target)
     g = torch.Generator().manual_seed(5)
     X, w = torch.randn(6, 11, generator=g), torch.randn(11, generator=g)
     Xa, wa = X.clone().requires_grad_(), w.clone().requires_grad_()

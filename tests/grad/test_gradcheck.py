@@ -3,6 +3,12 @@
 gradcheck compares the analytical Jacobian (the derived backward, compiled) with finite
 differences of the forward in float64: an independent oracle. The catalogue's texts
 are float32; their float64 twins are the same text with ``double`` for ``float``.
+
+Compiled cases run on every target here (the ``target`` fixture): all of them on the
+CPU target, and on OpenCL, whose PoCL builds of every case would cost this module some
+ten seconds more (measured), a subset that covers each kind of backward (contractions,
+reductions over several kernels, strided and max-selecting gathers, integer inputs,
+gathers by index).
 """
 
 from __future__ import annotations
@@ -11,13 +17,18 @@ import re
 
 import pytest
 import torch
+from targets_here import over_targets
 
 import tc
 from tc import catalogue
 
-# The kernels the issue names, run on PoCL (forward and derived backward compiled).
+# The kernels the issue names, compiled (forward and derived backward) on each target.
 COMPILED = ("matmul", "fc_relu", "conv2d", "group_conv", "softmax", "layer_norm",
             "avgpool2x2", "maxpool2x2", "maxpool3x3", "cross_entropy_mean", "conv2d_s2")
+COMPILED_OPENCL = ("matmul", "softmax", "maxpool2x2", "cross_entropy_mean", "conv2d_s2")
+FLOAT32 = ("matmul", "fc_relu", "conv2d", "softmax", "layer_norm", "maxpool2x2", "group_conv",
+           "embedding_sum")
+FLOAT32_OPENCL = ("matmul", "conv2d", "maxpool2x2", "embedding_sum")
 DIFFERENTIABLE = tuple(n for n, k in catalogue.KERNELS.items() if k.differentiable)
 
 
@@ -43,29 +54,30 @@ def test_automatic_gradients_of_the_catalogue_on_the_interpreter(name: str) -> N
         check(fn, inputs(k, sizes))
 
 
-@pytest.mark.parametrize("name", COMPILED)
-def test_automatic_gradients_compiled_on_pocl(name: str) -> None:
+@pytest.mark.parametrize(("name", "target"), over_targets(COMPILED, COMPILED_OPENCL),
+                         indirect=["target"])
+def test_automatic_gradients_compiled(name: str, target: str) -> None:
     k = catalogue.get(name)
-    fn = tc.define(double(k.tc), backend="opencl")[k.entry]
+    fn = tc.define(double(k.tc), backend=target)[k.entry]
     check(fn, inputs(k, k.test_sizes[0]))
 
 
 @pytest.mark.parametrize("preset", ["mlp", "conv", "group_conv"])
-def test_automatic_gradients_under_other_mapping_options(preset: str) -> None:
+def test_automatic_gradients_under_other_mapping_options(preset: str, target: str) -> None:
     # The backward compiles with the unit's options factory, like the forward.
     factory = lambda lang, entry, *a: tc.MappingOptions(preset).useSharedMemory(True)  # noqa: E731
     for name in ("matmul", "softmax"):
         k = catalogue.get(name)
-        fn = tc.define(double(k.tc), factory, backend="opencl")[k.entry]
+        fn = tc.define(double(k.tc), factory, backend=target)[k.entry]
         check(fn, inputs(k, k.test_sizes[0]))
 
 
-@pytest.mark.parametrize("name", ["matmul", "fc_relu", "conv2d", "softmax", "layer_norm",
-                                  "maxpool2x2", "group_conv", "embedding_sum"])
-def test_float32_gradients_equal_torch_autograd_of_the_reference(name: str) -> None:
+@pytest.mark.parametrize(("name", "target"), over_targets(FLOAT32, FLOAT32_OPENCL),
+                         indirect=["target"])
+def test_float32_gradients_equal_torch_autograd_of_the_reference(name: str, target: str) -> None:
     # An independent implementation: torch's own operators and autograd.
     k = catalogue.get(name)
-    fn = tc.define(k.tc, backend="opencl")[k.entry]
+    fn = tc.define(k.tc, backend=target)[k.entry]
     g = torch.Generator().manual_seed(3)
     xs = k.make_inputs(k.test_sizes[0], g)
     ours = [x.clone().requires_grad_(x.dtype.is_floating_point) for x in xs]
@@ -83,14 +95,14 @@ def test_float32_gradients_equal_torch_autograd_of_the_reference(name: str) -> N
 # -- hand-written backwards (make_autograd), as in the original -------------------------------
 
 
-def test_hand_written_backward_of_fc_relu() -> None:
-    T = tc.define(double(catalogue.FC_RELU), backend="opencl")
+def test_hand_written_backward_of_fc_relu(target: str) -> None:
+    T = tc.define(double(catalogue.FC_RELU), backend=target)
     fc_relu = tc.make_autograd(T.fc_relu, T.fc_relu_backward)
     check(fc_relu, inputs(catalogue.get("fc_relu"), {"B": 3, "I": 5, "O": 7}))
 
 
-def test_hand_written_backward_of_conv2d_from_two_definitions() -> None:
-    T = tc.define(double(catalogue.CONV2D), backend="opencl")
+def test_hand_written_backward_of_conv2d_from_two_definitions(target: str) -> None:
+    T = tc.define(double(catalogue.CONV2D), backend=target)
 
     def backward(I, Wt, dO):  # noqa: E741
         return T.conv2d_dx(I, Wt, dO), T.conv2d_dw(I, Wt, dO)
@@ -137,10 +149,11 @@ def test_second_derivatives_on_the_interpreter(name: str) -> None:
                                         eps=1e-6, atol=1e-4, rtol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["matmul", "softmax"])
-def test_second_derivatives_compiled_on_pocl(name: str) -> None:
+@pytest.mark.parametrize(("name", "target"), over_targets(["matmul", "softmax"], ["matmul"]),
+                         indirect=["target"])
+def test_second_derivatives_compiled(name: str, target: str) -> None:
     k = catalogue.get(name)
-    fn = tc.define(double(k.tc), backend="opencl")[k.entry]
+    fn = tc.define(double(k.tc), backend=target)[k.entry]
     assert torch.autograd.gradgradcheck(lambda *a: fn(*a), inputs(k, k.test_sizes[0]),
                                         eps=1e-6, atol=1e-4, rtol=1e-3)
 
