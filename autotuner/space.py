@@ -61,6 +61,7 @@ STRATEGY_BOOL_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("use_readonly_cache", "useReadOnlyCache"),
     ),
     "cpu": (
+        ("use_shared_memory", "useSharedMemory"),  # packing (polyhedral.packing)
         ("cpu_parallel", "cpuParallel"),
         ("cpu_vectorize", "cpuVectorize"),
     ),
@@ -185,13 +186,12 @@ class SearchSpace:
         params.append(Parameter("intra_fusion", FUSION_STRATEGIES))
         params += [Parameter(name, (False, True))
                    for name, _ in GENERIC_BOOL_FIELDS + STRATEGY_BOOL_FIELDS[strategy]]
-        if gpu:
-            params.append(Parameter("max_shared_memory", shared))
+        # Shared memory per block on a GPU, packed tiles per thread on a CPU.
+        params.append(Parameter("max_shared_memory", shared))
         # Promotion depths count schedule members: tile loops and point loops.
         params.append(Parameter("private_depth", tuple(range(0, 2 * depth + 1))))
-        if gpu:
-            params.append(Parameter("shared_depth", tuple(range(0, 2 * depth + 1))))
-        else:
+        params.append(Parameter("shared_depth", tuple(range(0, 2 * depth + 1))))
+        if not gpu:
             # One value: new draws time at the fixed count; starting options keep theirs.
             params.append(Parameter("cpu_threads", (cpu_threads,)))
             params.append(Parameter("cpu_register_tile", REGISTER_TILES))
@@ -252,8 +252,6 @@ class SearchSpace:
         if self.strategy == "gpu":
             o.mapToThreads([v[f"threads_{a}"] for a in range(v["threads_count"])])
             o.mapToBlocks([v[f"blocks_{a}"] for a in range(v["blocks_count"])])
-            o.maxSharedMemory(v["max_shared_memory"])
-            o.sharedDepth(v["shared_depth"])
         else:
             o.cpuThreads(v["cpu_threads"])
             o.cpuRegisterTile(v["cpu_register_tile"])
@@ -263,6 +261,8 @@ class SearchSpace:
         for name, setter in self.bool_fields:
             getattr(o, setter)(v[name])
         o.privateDepth(v["private_depth"])
+        o.maxSharedMemory(v["max_shared_memory"])
+        o.sharedDepth(v["shared_depth"])
         return o
 
     def dims(self, genome: Genome, kind: str) -> tuple[int, ...]:

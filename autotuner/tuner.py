@@ -361,7 +361,10 @@ def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None
 
     # The target's limits bound the space: the tuner never draws what it cannot run.
     limits = target.limits()
-    shared_limit = min(DEFAULT_SHARED_LIMIT, target.shared_memory_bytes())
+    # A GPU block gets 48 KiB without opting in; a CPU thread's packed tiles, the
+    # target's own limit.
+    shared_limit = (min(DEFAULT_SHARED_LIMIT, target.shared_memory_bytes())
+                    if target.has_barriers else target.shared_memory_bytes())
     space = SearchSpace.build(fn, call.sizes, min_threads=settings.tuner_min_launch_total_threads,
                               limits=limits, shared_limit=shared_limit,
                               strategy=target.strategy,

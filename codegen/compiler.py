@@ -40,6 +40,7 @@ from polyhedral.cpu_mapping import PARALLEL_MIN_INSTANCES, map_to_cpu
 from polyhedral.dependences import compute_dependences
 from polyhedral.intra_tile import reschedule_tiles
 from polyhedral.mapping import MappedSchedule, map_to_gpu, member_spans
+from polyhedral.packing import DEFAULT_PACK_LIMIT, pack_tiles
 from polyhedral.promotion import DEFAULT_SHARED_LIMIT, promote_shared
 from polyhedral.promotion import build_ast as build_annotated_ast
 from polyhedral.schedule import compute_schedule, schedule_str, tile_schedule
@@ -314,6 +315,12 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
         marked, plans = promote_shared(mapped, sizes, context,
                                        DEFAULT_SHARED_LIMIT if limit is None else limit,
                                        options.shared_depth)
+        mapped = dataclasses.replace(mapped, schedule=marked)
+    elif options.use_shared_memory:  # on a CPU, shared memory means packing
+        limit = options.max_shared_memory
+        marked, plans = pack_tiles(mapped, context,
+                                   DEFAULT_PACK_LIMIT if limit is None else limit,
+                                   options.shared_depth, symbolic)
         mapped = dataclasses.replace(mapped, schedule=marked)
     ast, annotations = build_annotated_ast(mark_depths(mapped.schedule), scop.context, plans)
     stages["mapped"] = schedule_str(mapped.schedule)

@@ -22,6 +22,7 @@ import islpy as isl
 
 from codegen import kernel as k
 from codegen.barriers import place_barriers
+from codegen.packing import packed_region
 from codegen.private import promote_private
 from codegen.shared import shared_buffer, shared_region
 from polyhedral.guards import proven_in_bounds
@@ -246,6 +247,7 @@ class _KernelLowering:
         self.annotations = annotations or {}
         self.unroll_copies = unroll_copies
         self.used: list[SharedPlan] = []  # the promotions met in this kernel
+        self.packed: list[k.Buffer] = []  # the CPU packing arrays met (codegen.packing)
         self.params = params
         self.shapes = shapes
         self.checks = checks
@@ -294,6 +296,8 @@ class _KernelLowering:
         name = n.mark_get_id().get_name()
         inner = n.mark_get_node()
         if name in self.shared:
+            if name.startswith("pack."):
+                return self.packing(n, ctx)
             return self.promotion(n, ctx)
         hw_name, _, depth = name.partition("@")
         kind, _, axis = hw_name.partition(".")
@@ -344,6 +348,18 @@ class _KernelLowering:
         return shared_region(plan, offsets, body, self.shapes, names,
                              (self.block["x"], self.block["y"], self.block["z"]),
                              self.unroll_copies)
+
+    def packing(self, n: isl.AstNode, ctx: _Ctx) -> k.Stmt:
+        """A CPU packing point (:mod:`codegen.packing`): its arrays are the thread's own,
+        declared in the region rather than with the kernel."""
+        plan = self.shared[n.mark_get_id().get_name()]
+        _, offsets = self.offsets(n)
+        body = self.node(n.mark_get_node(), ctx)
+        names = {p.tensor: buffer_name(p.tensor) for p in plan.tensors}
+        known = {b.name: b for b in self.packed}
+        region, buffers = packed_region(plan, offsets, body, self.shapes, names, known)
+        self.packed += [b for b in buffers if b.name not in known]
+        return region
 
     def mapped(self, n: isl.AstNode, ctx: _Ctx, mapping: str | None, var: str) -> k.Stmt:
         """The loop right below a mapping mark, distributed over the ids. The marked
@@ -459,6 +475,7 @@ def lower_kernel(ast: isl.AstNode, fn: ir.Function, name: str, grid: tuple[int, 
     meta = {"readonly_cache": bool(options is not None and options.use_readonly_cache),
             "omp_threads": options.cpu_threads if options is not None else 0}
     local = tuple(shared_buffer(p) for plan in lowering.used for p in plan.tensors)
+    local += tuple(lowering.packed)
     return k.Kernel(name, buffers + local, tuple(size_name(s) for s in fn.size_names), body,
                     grid, block, meta)
 

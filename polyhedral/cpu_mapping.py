@@ -95,17 +95,47 @@ def _permute_last(node: isl.ScheduleNode, m: int) -> isl.ScheduleNode:
     return node
 
 
+def packable_reads(fn: ir.Function, st: ir.Stage) -> set[int]:
+    """The positions (in ``ir.walk(st.rhs)`` order) of the reads of ``st`` that CPU
+    packing may copy (:mod:`polyhedral.packing`): of a tensor no stage writes, with
+    plain index subscripts, reused (some index of the statement subscripts nothing)."""
+    written = {s.tensor for s in fn.stages}
+    domain = {d.name for d in st.domain}
+    out = set()
+    reads = [e for e in ir.walk(st.rhs) if isinstance(e, ir.Read)]
+    for i, r in enumerate(reads):
+        names = {n.name for x in r.indices for n in ir.walk(x)
+                 if isinstance(n, ir.Var) and n.kind == "index"}
+        if r.tensor not in written and names < domain and all(
+                isinstance(n, ir.Var | ir.IntImm | ir.Binary) for x in r.indices
+                for n in ir.walk(x)):
+            out.add(i)
+    return out
+
+
 def unit_stride_uses(fn: ir.Function, unit: Mapping[str, int | None],
-                     sizes: Mapping[str, int] | None = None) -> dict[str, dict[str, float]]:
+                     sizes: Mapping[str, int] | None = None,
+                     packing: bool = False, output_only: bool = False
+                     ) -> dict[str, dict[str, float]]:
     """Per scop statement (``S<k>``, ``S<k>_init``) and index variable: how many
     accesses run with unit stride along that variable (``unit``: each tensor's
     dimension of stride 1, None when none), each weighted by the statement's number
     of instances at ``sizes`` (all 1 without sizes), so that the heavy statement of a
     fused group decides. The left-hand side of an update (``+=``) does not count: the
-    reduction keeps it in a register."""
+    reduction keeps it in a register. With ``packing``, a read that packing may copy
+    counts along every index of its subscripts: the copy makes the one the vector
+    loop walks contiguous. With ``output_only``, only the written tensor counts
+    (updates too)."""
 
-    def add(counts: dict[str, float], tensor: str, indices, weight: float) -> None:
+    def add(counts: dict[str, float], tensor: str, indices, weight: float,
+            anywhere: bool = False) -> None:
         d = unit.get(tensor)
+        if anywhere:
+            names = {n.name for x in indices for n in ir.walk(x)
+                     if isinstance(n, ir.Var) and n.kind == "index"}
+            for name in names:
+                counts[name] = counts.get(name, 0.0) + weight
+            return
         if d is None or d >= len(indices):
             return
         for n in ir.walk(indices[d]):
@@ -126,11 +156,14 @@ def unit_stride_uses(fn: ir.Function, unit: Mapping[str, int | None],
         out[f"S{k}_init"] = init
         counts: dict[str, float] = {}
         w = points(st.domain)
-        if st.op is None:
+        if st.op is None or output_only:
             add(counts, st.tensor, lhs, w)
-        for e in ir.walk(st.rhs):
-            if isinstance(e, ir.Read):
-                add(counts, e.tensor, e.indices, w)
+        if output_only:
+            out[f"S{k}"] = counts
+            continue
+        packed = packable_reads(fn, st) if packing else set()
+        for i, e in enumerate(e for e in ir.walk(st.rhs) if isinstance(e, ir.Read)):
+            add(counts, e.tensor, e.indices, w, i in packed)
         out[f"S{k}"] = counts
     return out
 
@@ -167,7 +200,9 @@ class _CpuMapper:
         self.parallel = options.cpu_parallel
         self.vectorize = options.cpu_vectorize
         self.register_tile = options.cpu_register_tile
-        self.uses = unit_stride_uses(fn, unit, sizes)
+        self.packing = options.use_shared_memory
+        self.uses = unit_stride_uses(fn, unit, sizes, self.packing)
+        self.output_uses = unit_stride_uses(fn, unit, sizes, output_only=True)
         self.context = context
         self.sizes = sizes
         self.threshold = True
@@ -264,7 +299,13 @@ class _CpuMapper:
                 continue
             # A loop of few iterations fills few lanes: the score counts lanes used.
             lanes = LANES if spans[m] is None else min(spans[m], LANES)
-            rank = (_member_score(node, m, self.fn, self.uses) * lanes, not free[m], m)
+            score = _member_score(node, m, self.fn, self.uses)
+            # Packing turns a GEMM's operands so that a free loop reads them along
+            # their rows: lanes of independent outputs (no horizontal sums), stored
+            # with unit stride, then win.
+            first = (self.packing and free[m] and score > 0
+                     and _member_score(node, m, self.fn, self.output_uses) > 0)
+            rank = (first, score * lanes, not free[m], m)
             out.append((rank, m, VECTOR if free[m] else REDUCE))
         return out
 

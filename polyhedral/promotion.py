@@ -26,7 +26,7 @@ below it (for the accesses), whatever loops isl emitted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import islpy as isl
@@ -373,13 +373,20 @@ def promote_shared(mapped: MappedSchedule, sizes: Mapping[str, int], context: is
             walk(node.child(i))
 
     walk(mapped.schedule.get_root())
-    schedule = mapped.schedule
-    for path, mark in paths:  # points of different kernels: one insertion moves no other
+    return insert_marks(mapped.schedule, paths), plans
+
+
+def insert_marks(schedule: isl.Schedule, paths: Sequence[tuple[list[int], str]]
+                 ) -> isl.Schedule:
+    """``schedule`` with a mark named ``mark`` above the node at each ``(path, mark)``
+    (child positions from the root), for points in different kernels: one insertion
+    then moves no other point."""
+    for path, mark in paths:
         node = schedule.get_root()
         for i in path:
             node = node.child(i)
         schedule = node.insert_mark(isl.Id(mark, context=node.get_ctx())).get_schedule()
-    return schedule, plans
+    return schedule
 
 
 def _on_build(pa: isl.PwAff, build: isl.AstBuild, prefix: isl.UnionMap) -> isl.PwAff:
@@ -392,7 +399,17 @@ def _on_build(pa: isl.PwAff, build: isl.AstBuild, prefix: isl.UnionMap) -> isl.P
     m = maps[0]
     for other in maps[1:]:
         m = m.union(other)
-    f = m.apply_range(isl.Map.from_pw_aff(pa.align_params(m.get_space())))
+    pa = pa.align_params(m.get_space())
+    # A tensor only some statements read has a footprint, hence offsets, only where
+    # they run; the build may also generate points where only the others do (a tile
+    # where ``bias`` is not read). There the copy is of no use but must still have an
+    # offset: 0 (the copy is clipped to the tensor, and a tensor without an offset
+    # everywhere is never written below the point: ``_plan_at``).
+    missing = m.range().subtract(pa.domain())
+    if not missing.is_empty():
+        zero = isl.PwAff.zero_on_domain(isl.LocalSpace.from_space(missing.get_space()))
+        pa = pa.union_add(zero.intersect_domain(missing))
+    f = m.apply_range(isl.Map.from_pw_aff(pa))
     return isl.PwMultiAff.from_map(f.coalesce()).get_pw_aff(0)
 
 

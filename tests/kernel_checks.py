@@ -27,6 +27,7 @@ import torch
 
 from codegen import kernel as k
 from codegen.compiler import CompiledProgram
+from codegen.lower import size_name
 from polyhedral.dependences import compute_dependences
 from polyhedral.schedule import band_coincidence
 from tc.ir import nodes as ir
@@ -271,16 +272,85 @@ def _vars(e: ir.Expr) -> set[str]:
     return {n.name for n in ir.walk(e) if isinstance(n, ir.Var)}
 
 
+_EVAL = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+         "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+         ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+         "&&": lambda a, b: a and b, "||": lambda a, b: a or b, "min": min, "max": max,
+         # The IR's integer division and modulo round to minus infinity, as Python's.
+         "/": lambda a, b: a // b if b else 0, "%": lambda a, b: a % b if b else 0}
+
+
+def _value(e: ir.Expr, env: dict[str, int]) -> int | None:
+    """``e`` evaluated with ``env`` (integer index arithmetic); None when it needs
+    anything else."""
+    if isinstance(e, ir.IntImm):
+        return e.value
+    if isinstance(e, ir.Var):
+        return env.get(e.name)
+    if isinstance(e, ir.Binary) and e.op in _EVAL:
+        a, b = _value(e.a, env), _value(e.b, env)
+        return None if a is None or b is None else int(_EVAL[e.op](a, b))
+    if isinstance(e, ir.Unary) and e.op in ("-", "!"):
+        a = _value(e.a, env)
+        return None if a is None else (-a if e.op == "-" else int(not a))
+    return None
+
+
+def _iterations(loop: k.For, env: dict[str, int], limit: int = 1 << 16) -> list[int] | None:
+    """The values of a parallel loop whose bounds depend on sizes only (``env``: their
+    values; None otherwise)."""
+    v = _value(loop.init, env)
+    out = []
+    while v is not None and len(out) <= limit:
+        ok = _value(loop.cond, {**env, loop.var: v})
+        if ok is None:
+            return None
+        if not ok:
+            return out
+        out.append(v)
+        v += loop.step
+    return None
+
+
+def _pinned_stores(loop: k.For, env: dict[str, int]) -> set[int]:
+    """The stores (by ``id``) below a parallel loop that guards restrict to a single
+    iteration at the sizes ``env`` (isl's separate code for the last, partial tile:
+    ``if (c0 >= 4) C[64 * N + n] = ...`` writes for ``c0 == 4`` only)."""
+    values = _iterations(loop, env)
+    out: set[int] = set()
+    if values is None:
+        return out
+
+    def walk(s: k.Stmt, allowed: list[int]) -> None:
+        if len(allowed) <= 1:
+            out.update(id(d) for d in k.walk_stmts(s) if isinstance(d, k.Store))
+            return
+        if isinstance(s, k.If) and _vars(s.cond) <= {loop.var} | set(env):
+            held = [v for v in allowed if _value(s.cond, {**env, loop.var: v})]
+            walk(s.then, held)
+            if s.otherwise is not None:
+                walk(s.otherwise, [v for v in allowed if v not in held])
+            return
+        for c in k.children(s):
+            walk(c, allowed)
+
+    walk(loop.body, values)
+    return out
+
+
 def cpu_problems(program: CompiledProgram) -> list[str]:
     """Static checks of a CPU-mapped program that a run on few threads may not show:
 
     - no GPU construct (hardware id, barrier, shared buffer, loop mapped to an id);
     - every global store below a parallel (``omp``) loop subscripts with that loop's
-      variable, directly or through an inner loop whose bounds depend on it, so two
+      variable, directly or through an inner loop whose bounds depend on it, or is
+      guarded into a single iteration of it at the program's sizes, so two
       iterations do not write one element (a reduction over the parallel loop would);
-    - no local declared outside a parallel loop is assigned inside it.
+    - no local (scalar or array: a packed tile, a register row) declared outside a
+      parallel loop is assigned inside it.
     """
     out: list[str] = []
+    sizes = {size_name(n): v for n, v in program.sizes.items()}
     for ck in program.kernels:
         kern = ck.kernel
         if any(b.space == "shared" for b in kern.buffers):
@@ -297,8 +367,10 @@ def cpu_problems(program: CompiledProgram) -> list[str]:
                 for d in k.walk_stmts(s.body):  # pre-order: outer loops first
                     if isinstance(d, k.For) and (_vars(d.init) | _vars(d.cond)) & dependent:
                         dependent.add(d.var)
+                pinned = _pinned_stores(s, sizes)
                 for st in k.walk_stmts(s.body):
-                    if isinstance(st, k.Store) and kern.buffer(st.buffer).space == "global":
+                    if (isinstance(st, k.Store) and kern.buffer(st.buffer).space == "global"
+                            and id(st) not in pinned):
                         used = set().union(*(_vars(i) for i in st.indices)) if st.indices \
                             else set()
                         if not used & dependent:
@@ -307,6 +379,10 @@ def cpu_problems(program: CompiledProgram) -> list[str]:
                     if isinstance(st, k.Assign) and st.name not in inner:
                         out.append(f"{kern.name}: parallel loop {s.var} assigns outer local "
                                    f"{st.name}")
+                    if (isinstance(st, k.Store) and kern.buffer(st.buffer).space != "global"
+                            and st.buffer not in inner):
+                        out.append(f"{kern.name}: parallel loop {s.var} stores to the outer "
+                                   f"array {st.buffer}")
         for s in k.walk_stmts(kern.body):
             for e in k.own_exprs(s):
                 if any(isinstance(n, k.HwId) for n in ir.walk(e)):

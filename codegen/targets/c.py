@@ -31,6 +31,7 @@ from codegen.launch import LaunchLimits
 from codegen.printer import CFamilyPrinter, _bare
 from codegen.targets.base import Target
 from polyhedral.cpu_mapping import PARALLEL_MIN_INSTANCES
+from polyhedral.packing import DEFAULT_PACK_LIMIT
 from tc.errors import TcBackendError, TcInternalError
 from tc.ir import nodes as ir
 from tc.ir.types import ScalarType as T
@@ -258,9 +259,11 @@ def declare_reduction(name: str) -> str:
             f"omp_in)) initializer(omp_priv = {identity})")
 
 
-def check_parallel(body: k.Stmt) -> None:
-    """``TcInternalError`` if a parallel loop assigns a local declared outside it (the
-    OpenMP threads would share it: a race)."""
+def check_parallel(body: k.Stmt, buffers: Sequence[k.Buffer] = ()) -> None:
+    """``TcInternalError`` if a parallel loop assigns a local, or stores to a local
+    array (``buffers``: the kernel's), declared outside it (the OpenMP threads would
+    share it: a race)."""
+    kernel_buffers = {b.name: b.space for b in buffers}
     for s in k.walk_stmts(body):
         if isinstance(s, k.For) and s.mapping == "omp":
             inside = {d.name for d in k.walk_stmts(s.body) if isinstance(d, k.Local)}
@@ -268,6 +271,10 @@ def check_parallel(body: k.Stmt) -> None:
                 if isinstance(d, k.Assign) and d.name not in inside:
                     raise TcInternalError(f"parallel loop {s.var} assigns {d.name}, which is "
                                           "declared outside it")
+                if isinstance(d, k.Store) and d.buffer not in inside and (
+                        kernel_buffers.get(d.buffer, "global") != "global"):
+                    raise TcInternalError(f"parallel loop {s.var} stores to the array "
+                                          f"{d.buffer}, which is declared outside it")
 
 
 class CTarget(Target):
@@ -290,6 +297,10 @@ class CTarget(Target):
     def limits(self) -> LaunchLimits:
         return LaunchLimits(max_threads_per_block=1, max_block=(1, 1, 1), max_grid=(1, 1, 1))
 
+    def shared_memory_bytes(self) -> int:
+        # Packed tiles per thread (polyhedral.packing), on the thread's stack.
+        return DEFAULT_PACK_LIMIT
+
     def build(self, kernels: Sequence[k.Kernel], binaries: Sequence[bytes | None] | None,
               arch: str | None) -> list[Any]:
         from codegen.cc import build_library, load_library
@@ -300,7 +311,7 @@ class CTarget(Target):
             lib = load_library(binaries[0])
         else:
             for kern in kernels:
-                check_parallel(kern.body)
+                check_parallel(kern.body, kern.buffers)
             lib = build_library(self.library_source(kernels))
         return [_Function(lib, kern) for kern in kernels]
 

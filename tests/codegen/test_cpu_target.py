@@ -78,8 +78,11 @@ def cpu_options(draw) -> MappingOptions:
     o.unroll(draw(st.integers(1, 8)))
     o.usePrivateMemory(draw(st.booleans()))
     o.privateDepth(draw(st.integers(0, 6)))
-    # GPU-only fields are ignored by the CPU mapping: drawn to show it.
+    # Shared memory means packing on a CPU (polyhedral.packing), at any depth and
+    # under small limits; matchLibraryCalls is GPU-only: drawn to show it is ignored.
     o.useSharedMemory(draw(st.booleans()))
+    o.sharedDepth(draw(st.integers(0, 6)))
+    o.maxSharedMemory(draw(st.sampled_from([None, 64, 1024, 1 << 20])))
     o.matchLibraryCalls(draw(st.booleans()))
     o.cpuThreads(draw(st.sampled_from([0, 1, 2, 3])))
     o.cpuParallel(draw(st.booleans()))
