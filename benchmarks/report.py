@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cache_latency
+from benchmarks import cache_latency, goals
 from benchmarks.runner import BOUND_RATIOS, COLUMNS, EAGER_FACTOR, NOISY, RATIOS, TUNING_RATIO
 
 log = logging.getLogger(__name__)
@@ -286,6 +286,12 @@ def to_markdown(report: Mapping[str, Any]) -> str:
               "Per back end, over the rows where both times exist (n). fused layers: "
               + ", ".join(FUSED_LAYERS) + "; matmul-like: " + ", ".join(MATMUL_LIKE) + ".",
               "", *_geomean_lines(report.get("geomeans") or geomeans(rows))]
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        if backend == "cpu":
+            lines += ["", "## Goals of the CPU target", "", *goals.goal_lines(report, backend)]
+    calls = goals.overhead_lines(report)
+    if calls:
+        lines += ["", "## Per-call overhead", "", *calls]
     lines += ["", "## Tuning throughput", "", *_tuning_lines(report["tuning"])]
     lines += ["", "## Cache hit in a fresh process vs cold compile", ""]
     lat = report["cache_latency"]
@@ -373,6 +379,24 @@ def write_report(report: dict[str, Any], out: Path, name: str) -> dict[str, Path
     return paths
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.report FILE.json [...]``: render the markdown and the chart
+    of earlier runs again (with the current goals and analysis), next to their JSON."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    p.add_argument("json", nargs="+", type=Path)
+    for path in p.parse_args(argv).json:
+        report = json.loads(path.read_text())
+        paths = write_report(report, path.parent, path.stem)
+        print(" ".join(str(x) for x in paths.values()))
+    return 0
+
+
 __all__ = ["FUSED_LAYERS", "GEOMEAN_RATIOS", "MATMUL_LIKE", "SUBSETS", "accuracy_lines",
            "geomean",
            "geomeans", "machine_lines", "plot_ratios", "to_markdown", "write_report"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

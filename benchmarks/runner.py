@@ -57,7 +57,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks import cache_latency, gpu_timing, roofline
+from benchmarks import cache_latency, gpu_timing, overhead, roofline
 from benchmarks.roofline import Peaks, Roofline
 from codegen.targets import TARGETS
 from tc import catalogue
@@ -697,6 +697,8 @@ def run(s: Settings, progress: bool = True) -> dict[str, Any]:
                 if s.roofline and kernel.name not in work:
                     work[kernel.name] = roofline.safe_kernel_work(kernel, sizes)
             latency = _cache_latency(rows, s, cache_file)
+        calls = overhead.measure_report([b for b in backends if b != "cuda"] or ["cpu"],
+                                        200 if s.quick else 3000)
         # Probed again at the end: others' work can only slow a probe down, so the
         # faster of the two is nearer the machine's peak (and their gap shows the noise).
         last = probe_peaks(s, "end")[0] if first else None
@@ -724,6 +726,7 @@ def run(s: Settings, progress: bool = True) -> dict[str, Any]:
         "geomeans": report.geomeans(row_dicts),
         "tuning": tuning_throughput(rows, s),
         "cache_latency": latency,
+        "overhead": calls,
         "elapsed_s": time.perf_counter() - started,
     }
 
