@@ -30,6 +30,7 @@ from tc.errors import (
     TcSemanticError,
     TcSyntaxError,
     TcTypeError,
+    TcWarning,
 )
 from tc.options import MappingOptions
 from tc.torch_ops import register_op
@@ -65,6 +66,7 @@ __all__ = [
     "TcSemanticError",
     "TcSyntaxError",
     "TcTypeError",
+    "TcWarning",
     "TunerConfig",
     "autotune",
     "compile",

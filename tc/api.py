@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -213,6 +214,8 @@ class TC:
         self.store = store  # whether compiled kernels are written to the cache
         self._options: dict[tuple, MappingOptions] = {}
         checked = check_text(lang)
+        #: The text's :class:`tc.TcWarning` s; :func:`define` emits them.
+        self.warnings = checked.warnings
         self._functions = {
             name: TcFunction(self, fn, canonical_text(checked.definition(name)))
             for name, fn in checked.functions.items()
@@ -293,15 +296,25 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
     stored into: a second process with the same cache compiles nothing. Without it, a
     factory with a ``cache`` attribute (as from
     :func:`make_load_from_cache_options_factory`) lends its cached kernels read-only.
+
+    A text that is valid but probably not what was meant emits a :class:`tc.TcWarning`
+    with its position (LANGUAGE.md section 5); ``warnings.simplefilter("error",
+    tc.TcWarning)`` makes it raise instead.
     """
     if cache is not None and cache is not False:
         from autotuner.cache import CompilationCache
 
         store = (cache if isinstance(cache, CompilationCache)
                  else CompilationCache(None if cache is True else cache))
-        return TC(lang, options_factory, get_backend(backend), store, store=True)
-    return TC(lang, options_factory, get_backend(backend),
-              getattr(options_factory, "cache", None))
+        unit = TC(lang, options_factory, get_backend(backend), store, store=True)
+    else:
+        unit = TC(lang, options_factory, get_backend(backend),
+                  getattr(options_factory, "cache", None))
+    # Emitted here, not by the front end: the texts tc derives and re-checks itself
+    # (backwards, cache look-ups) must not repeat them.
+    for w in unit.warnings:
+        warnings.warn(w, stacklevel=2)
+    return unit
 
 
 def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,  # noqa: A001

@@ -33,18 +33,47 @@ class TcError(Exception):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        if self.line is None:
-            return self.message
-        text = f"{self.kind}: {self.message} at line {self.line}, column {self.column}"
-        if self.source is not None:
-            # Lines end at "\n" only, as the parser counts them (splitlines() would also
-            # split at "\r", "\f", ... and show the wrong line).
-            lines = self.source.split("\n")
-            if 1 <= self.line <= len(lines):
-                src = lines[self.line - 1].rstrip("\r").expandtabs(1)
-                col = max(1, self.column or 1)
-                text += f"\n    {src}\n    {' ' * (col - 1)}^"
-        return text
+        return _positioned(self.kind, self.message, self.line, self.column, self.source)
+
+
+def _positioned(kind: str, message: str, line: int | None, column: int | None,
+                source: str | None) -> str:
+    """``message`` with its position and the source line with a caret under it."""
+    if line is None:
+        return message
+    text = f"{kind}: {message} at line {line}, column {column}"
+    if source is not None:
+        # Lines end at "\n" only, as the parser counts them (splitlines() would also
+        # split at "\r", "\f", ... and show the wrong line).
+        lines = source.split("\n")
+        if 1 <= line <= len(lines):
+            src = lines[line - 1].rstrip("\r").expandtabs(1)
+            col = max(1, column or 1)
+            text += f"\n    {src}\n    {' ' * (col - 1)}^"
+    return text
+
+
+class TcWarning(UserWarning):
+    """A TC text that is valid but probably not what was meant (see LANGUAGE.md section
+    5). Positioned and rendered like :class:`TcError`; ``python -m tc check --strict``
+    and ``warnings.simplefilter("error", tc.TcWarning)`` turn it into an error.
+    """
+
+    kind = "warning"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        self.source = source
+        super().__init__(_positioned(self.kind, message, line, column, source))
 
 
 class TcSyntaxError(TcError):

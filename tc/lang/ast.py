@@ -148,6 +148,7 @@ class Definition:
     params: tuple[Param, ...]
     results: tuple[Result, ...]
     statements: tuple[Statement, ...]
+    arrow: Span | None = None  # the '->', where a definition without results is reported
 
 
 @dataclass(frozen=True)

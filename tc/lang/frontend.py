@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tc.errors import TcError, TcInternalError, TcSyntaxError
+from tc.errors import TcError, TcInternalError, TcSyntaxError, TcWarning
 from tc.ir.nodes import Function
 from tc.ir.verify import verify
 from tc.lang import ast
@@ -14,10 +14,12 @@ from tc.lang.sema import check_program
 
 @dataclass(frozen=True)
 class CheckedProgram:
-    """A parsed and checked TC text: its AST and one IR function per definition."""
+    """A parsed and checked TC text: its AST, one IR function per definition, and the
+    text's warnings (not emitted: :func:`tc.define` and ``python -m tc check`` do)."""
 
     program: ast.Program
     functions: dict[str, Function]
+    warnings: tuple[TcWarning, ...] = ()
 
     def definition(self, name: str) -> ast.Definition:
         for d in self.program.definitions:
@@ -34,10 +36,11 @@ def check_text(text: str) -> CheckedProgram:
     """
     try:
         program = parse(text)
-        functions = check_program(program)
+        warnings: list[TcWarning] = []
+        functions = check_program(program, warnings)
         for fn in functions.values():
             verify(fn)
-        return CheckedProgram(program, functions)
+        return CheckedProgram(program, functions, tuple(warnings))
     except TcError:
         raise
     except RecursionError:

@@ -27,6 +27,7 @@ _TERMINALS = {
     "OROR": "'||'",
     "ANDAND": "'&&'",
     "QMARK": "'?'",
+    "ARROW": "'->'",
     "LPAR": "'('",
     "RPAR": "')'",
     "LBRACE": "'{'",
@@ -136,8 +137,12 @@ class _Builder:
     def definition(self, t: Tree) -> ast.Definition:
         name, *rest = t.children
         params, results, statements = [], [], []
+        arrow = None
         for c in rest:
             if c is None:
+                continue
+            if isinstance(c, Token):  # ARROW: kept to position "no results"
+                arrow = _span(c)
                 continue
             if c.data == "param":
                 params.append(self.param(c))
@@ -146,7 +151,7 @@ class _Builder:
             else:
                 statements.append(self.statement(c))
         return ast.Definition(_span(t), _ident(name), tuple(params), tuple(results),
-                              tuple(statements))
+                              tuple(statements), arrow)
 
     def dims(self, t: Tree | None) -> tuple[ast.DimDecl, ...]:
         if t is None:

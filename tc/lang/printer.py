@@ -117,7 +117,7 @@ def tree_text(node, indent: int = 0) -> str:
     span = getattr(node, "span", None)
     scalars, kids = [], []
     for f in dataclasses.fields(node):
-        if f.name in ("span", "op_span", "source"):
+        if f.name in ("span", "op_span", "arrow", "source"):
             continue
         v = getattr(node, f.name)
         if isinstance(v, str | int | float) or v is None:

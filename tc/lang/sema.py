@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tc.errors import TcError, TcNameError, TcRangeError, TcSemanticError, TcTypeError
+from tc.errors import (
+    TcError,
+    TcNameError,
+    TcRangeError,
+    TcSemanticError,
+    TcSyntaxError,
+    TcTypeError,
+    TcWarning,
+)
 from tc.ir import nodes as ir
 from tc.ir.affine import bounds, linearize
 from tc.ir.span import Span
@@ -26,7 +34,8 @@ from tc.ir.types import (
 )
 from tc.lang import ast
 from tc.lang.builtins import BUILTINS, MATH_BUILTINS
-from tc.lang.ranges import Constraint, infer
+from tc.lang.lint import Access, StatementFacts, lint_statement
+from tc.lang.ranges import Constraint, compared_terms, infer, proportional
 
 _REDUCTIONS = {"+=": "+", "*=": "*", "min=": "min", "max=": "max"}
 # Words the lexer reads as keywords or types where they can be, and as names elsewhere:
@@ -46,6 +55,16 @@ class _Tensor:
     written_at: Span | None = None
 
 
+@dataclass(frozen=True)
+class _ReadUse:
+    """A read of a statement: whether it is evaluated only under a condition (or never:
+    ``exists``), and the conditions of the ``?:`` / ``&&`` / ``||`` guarding it."""
+
+    read: ir.Read
+    guarded: bool
+    conds: tuple[ir.Expr, ...] = ()
+
+
 @dataclass
 class _Scope:
     """Names visible while typing one statement."""
@@ -53,17 +72,33 @@ class _Scope:
     lets: dict[str, ScalarType] = field(default_factory=dict)
     all_lets: set[str] = field(default_factory=set)
     indices: dict[str, Span] = field(default_factory=dict)
-    reads: list[tuple[ir.Read, bool]] = field(default_factory=list)  # (read, guarded)
+    reads: list[_ReadUse] = field(default_factory=list)
+    conds: list[ir.Expr] = field(default_factory=list)  # the conditions guarding here
 
 
-def check_program(program: ast.Program) -> dict[str, ir.Function]:
-    """Check every definition of a program; returns the IR functions by name."""
+def check_program(
+    program: ast.Program, warnings: list[TcWarning] | None = None
+) -> dict[str, ir.Function]:
+    """Check every definition of a program; returns the IR functions by name.
+
+    The warnings of the text (:mod:`tc.lang.lint`) are appended to ``warnings`` when
+    given; they are not emitted here, so that texts tc derives itself stay silent.
+    """
+    if not program.definitions:
+        # Accepting it would give a unit with no entry point: a later lookup fails far
+        # from the cause (an empty file, a text passed in the wrong argument).
+        raise TcSyntaxError("the text has no definition; write one such as 'def "
+                            "scale(float(N) X) -> (Y) { Y(i) = 2 * X(i) }'", line=1,
+                            column=1, source=program.source)
     out: dict[str, ir.Function] = {}
     for d in program.definitions:
         if d.name.name in out:
             raise _error(TcNameError, f"duplicate definition '{d.name.name}'", d.name.span,
                          program.source)
-        out[d.name.name] = _DefChecker(d, program.source).run()
+        checker = _DefChecker(d, program.source)
+        out[d.name.name] = checker.run()
+        if warnings is not None:
+            warnings.extend(checker.warnings)
     return out
 
 
@@ -83,6 +118,7 @@ class _DefChecker:
         # Every tensor some statement writes, so that a use before its first write is
         # reported as such rather than as an undefined name or an index.
         self.lhs_names = {st.tensor.name for st in d.statements}
+        self.warnings: list[TcWarning] = []
 
     def fail(self, cls: type[TcError], msg: str, span: Span) -> TcError:
         return _error(cls, msg, span, self.source)
@@ -127,6 +163,11 @@ class _DefChecker:
         return tuple(shape)
 
     def run(self) -> ir.Function:
+        if not self.d.results:
+            # A definition computes its results; without any, nothing it does is visible.
+            raise self.fail(TcSemanticError, f"definition '{self.d.name.name}' has no "
+                            "results; name what it computes after '->', e.g. '-> (Y)', and "
+                            "write it in the body", self.d.arrow or self.d.name.span)
         for p in self.d.params:
             # Dimensions first, so that `float(A) A` is a duplicate at the tensor's name.
             shape = self.dims(p.dims, p.name.name, bind=True)
@@ -218,10 +259,8 @@ class _DefChecker:
             scope.lets[n] = value.type
         rhs = self.expr(st.rhs, scope, guarded=False)
         exists_reads_start = len(scope.reads)
-        for c in st.clauses:
-            if isinstance(c, ast.ExistsClause):
-                self.expr(c.expr, scope, guarded=True)
-        exists_reads = scope.reads[exists_reads_start:]
+        exists_exprs = [self.expr(c.expr, scope, guarded=True) for c in st.clauses
+                        if isinstance(c, ast.ExistsClause)]
         for n in let_values:
             if n in scope.indices:
                 raise self.fail(TcNameError, f"'{n}' is both a let binding and an index",
@@ -231,7 +270,7 @@ class _DefChecker:
         op, init = self.operator(st, reductions)
 
         # Reads of the tensor being written.
-        for read, _ in scope.reads[:exists_reads_start]:
+        for read in (u.read for u in scope.reads[:exists_reads_start]):
             if read.tensor != name:
                 continue
             if reductions and op is not None:
@@ -243,12 +282,21 @@ class _DefChecker:
                                 "it is written; the result would depend on the order of "
                                 "execution", read.span)
 
-        # Range inference.
-        constraints = [
-            Constraint(sub, self.tensors[read.tensor].shape[i])
-            for read, _ in scope.reads
-            for i, sub in enumerate(read.indices)
-        ]
+        # Range inference. A subscript compared in a condition guarding its read
+        # (`i + k - 1 >= 0 && i + k - 1 < L ? x(i + k - 1) : 0.0`) is padded by hand: its
+        # constraint is weak, used only for an index nothing else constrains; otherwise
+        # it would shrink the ranges to the unpadded part (LANGUAGE.md section 4). The
+        # back ends evaluate it only where the condition holds, and check it there.
+        accesses: list[Access] = []
+        for no, use in enumerate(scope.reads):
+            compared = compared_terms(use.conds, let_values)
+            shape = self.tensors[use.read.tensor].shape
+            for i, sub in enumerate(use.read.indices):
+                aff = linearize(sub, let_values) if compared else None
+                weak = aff is not None and any(proportional(dict(aff.coeffs), c)
+                                               for c in compared)
+                accesses.append(Access(use.read, i, sub, shape[i], no, weak))
+        constraints = [Constraint(a.subscript, a.extent, a.weak) for a in accesses]
         if target is not None and target.shape is not None:
             constraints += [
                 Constraint(ir.Var(n, "index", type=INDEX_TYPE), ext)
@@ -303,7 +351,10 @@ class _DefChecker:
             rhs = ir.Let(n, let_values[n], rhs, type=rhs.type, span=rhs.span)
 
         self.check_static_bounds(scope.reads[:exists_reads_start], domain, let_values)
-        del exists_reads
+        self.warnings += lint_statement(StatementFacts(
+            accesses, constraints, ranges, set(fixed), lhs_names,
+            reductions if op is not None else [],
+            [rhs, *let_values.values(), *exists_exprs], let_values), self.source)
         return ir.Stage(name, tuple(lhs_names), domain, rhs, op, init, span=st.span)
 
     def operator(self, st: ast.Statement, reductions: list[str]) -> tuple[str | None, bool]:
@@ -347,9 +398,10 @@ class _DefChecker:
     def check_static_bounds(self, reads, domain, lets) -> None:
         """Reject reads that are out of bounds for every size (guarded reads are exempt)."""
         box = {d.name: (d.lo, d.hi) for d in domain}
-        for read, guarded in reads:
-            if guarded:
+        for use in reads:
+            if use.guarded:
                 continue
+            read = use.read
             shape = self.tensors[read.tensor].shape
             for sub, ext in zip(read.indices, shape, strict=True):
                 aff = linearize(sub, lets)
@@ -428,8 +480,10 @@ class _DefChecker:
         if isinstance(e, ast.Select):
             cond = self.expr(e.cond, scope, guarded)
             self.need_bool(cond, "the condition of '?:'", e.op_span)
+            scope.conds.append(cond)
             a = self.expr(e.if_true, scope, True)
             b = self.expr(e.if_false, scope, True)
+            scope.conds.pop()
             t = promote(a.type, b.type)
             return ir.Select(cond, _cast(a, t), _cast(b, t), type=t, span=e.span)
         raise AssertionError(f"unknown AST node {type(e).__name__}")
@@ -483,7 +537,7 @@ class _DefChecker:
                                 f"not {s.type}", a.span)
             subs.append(s)
         r = ir.Read(n, tuple(subs), type=t.dtype, span=e.span)
-        scope.reads.append((r, guarded))
+        scope.reads.append(_ReadUse(r, guarded, tuple(scope.conds)))
         return r
 
     def builtin(self, e: ast.Call, scope: _Scope, guarded: bool) -> ir.Expr:
@@ -507,7 +561,12 @@ class _DefChecker:
 
     def binary(self, e: ast.Binary, scope: _Scope, guarded: bool) -> ir.Expr:
         a = self.expr(e.lhs, scope, guarded)
-        b = self.expr(e.rhs, scope, guarded or e.op in ("&&", "||"))
+        logic = e.op in ("&&", "||")
+        if logic:
+            scope.conds.append(a)  # the right operand is evaluated only as `a` says
+        b = self.expr(e.rhs, scope, guarded or logic)
+        if logic:
+            scope.conds.pop()
         if e.op in ("&&", "||"):
             self.need_bool(a, f"'{e.op}'", e.op_span)
             self.need_bool(b, f"'{e.op}'", e.op_span)

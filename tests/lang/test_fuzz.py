@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import warnings
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from programs import OWN_PROGRAMS
 import tc
 from tc.arguments import TORCH_DTYPES
 from tc.catalogue import KERNELS
-from tc.errors import TcError, TcInternalError
+from tc.errors import TcError, TcInternalError, TcWarning
 from tc.ir import nodes as ir
 from tc.lang.builtins import BUILTINS
 
@@ -56,8 +57,8 @@ def parts_of(text: str) -> list[str]:
     return parts
 
 
-def check_text_error(err: TcError, text: str) -> None:
-    """An error about a text: a tc error with a position inside (or just after) it."""
+def check_text_error(err: TcError | TcWarning, text: str) -> None:
+    """An error (or warning) about a text: positioned inside (or just after) it."""
     assert not isinstance(err, TcInternalError), f"{err}\n--- text:\n{text}"
     assert err.line is not None and err.column is not None, f"{err!r}\n--- text:\n{text}"
     assert 1 <= err.line <= text.count("\n") + 2, (err.line, text)
@@ -70,14 +71,20 @@ def define_or_error(text: str):
     if currently_in_test_context():
         note(text)
     try:
-        T = tc.define(text, backend="reference")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            T = tc.define(text, backend="reference")
     except TcError as err:
         check_text_error(err, text)
         if currently_in_test_context():
             event(type(err).__name__)
         return None
+    for w in caught:
+        # A warning is about the text, positioned like an error (LANGUAGE.md section 5).
+        assert issubclass(w.category, TcWarning), w
+        check_text_error(w.message, text)
     if currently_in_test_context():
-        event("accepted")
+        event("accepted" if not caught else "accepted with a warning")
     return T
 
 

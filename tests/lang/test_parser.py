@@ -73,10 +73,13 @@ def test_several_definitions_are_independent_entry_points() -> None:
     assert [len(T[n].ir.inputs) for n in T.entry_points] == [1, 2, 1]
 
 
-def test_a_text_without_definitions_is_valid() -> None:
+def test_a_text_without_definitions_parses_but_is_rejected() -> None:
+    # The grammar allows it (the parser is a building block); tc.define does not (issue
+    # 12: a unit with no entry point used to be accepted silently).
     assert parse("").definitions == ()
     assert parse("  # only a comment\n\n").definitions == ()
-    assert tc.define("# nothing\n").entry_points == ()
+    with pytest.raises(tc.TcSyntaxError, match="no definition"):
+        tc.define("# nothing\n")
 
 
 def test_parameters_dims_and_results() -> None:
