@@ -96,7 +96,15 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{path}:{e.line or 0}:{e.column or 0}: {e}", file=sys.stderr)
             status = 1
             continue
-        print(f"{path}: ok ({', '.join(checked.functions) or 'no definitions'})")
+        for w in checked.warnings:
+            # Under --strict a warning is an error, and says so.
+            text = str(w).replace("warning: ", "error: ", 1) if args.strict else str(w)
+            print(f"{path}:{w.line or 0}:{w.column or 0}: {text}", file=sys.stderr)
+        if checked.warnings and args.strict:
+            status = 1
+            continue
+        note = f", {len(checked.warnings)} warning(s)" if checked.warnings else ""
+        print(f"{path}: ok ({', '.join(checked.functions)}{note})")
     return status
 
 
@@ -207,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tc", description="Tensor Comprehensions in "
                                 "Python: check TC text and print each compilation stage.")
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("check", help="check TC files and print diagnostics (exit 1 on error)")
+    c = sub.add_parser("check", help="check TC files and print diagnostics (exit 1 on error, "
+                       "or on a warning with --strict)")
     c.add_argument("files", nargs="+", metavar="FILE", help="TC text files ('-' for stdin)")
+    c.add_argument("--strict", action="store_true",
+                   help="treat warnings (tc.TcWarning) as errors: exit 1 if there are any")
     c.set_defaults(func=cmd_check)
     e = sub.add_parser("explain", help="print one compilation stage of a definition")
     e.add_argument("file", metavar="FILE")
