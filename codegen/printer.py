@@ -66,6 +66,12 @@ class CFamilyPrinter:
     global_ptr = "global "
     const_ptr = "const "
     restrict = ""
+    #: Whether pointers the kernel writes are ``restrict`` too. Not on a GPU: threads
+    #: of a block pass values through global memory across barriers (a temporary one
+    #: thread writes and the others read), which ``restrict`` lets the compiler cache
+    #: across the barrier; PoCL does, and gives NaN for softmax. Read-only inputs are
+    #: never written by anyone, so they stay ``restrict``.
+    restrict_written = False
     shared = "shared"
     #: storage class of helper functions
     helper = ""
@@ -444,7 +450,8 @@ class CFamilyPrinter:
         for b in self.k.arguments:
             ct = self.ctype(STORAGE.get(b.dtype, b.dtype))
             const = self.const_ptr if b.read_only else ""
-            restrict = f" {self.restrict}" if self.restrict else " "
+            restrict = (f" {self.restrict}" if self.restrict
+                        and (b.read_only or self.restrict_written) else " ")
             params.append(f"{self.global_ptr}{const}{ct}*{restrict} {b.name}".replace("  ", " "))
         params += [self.size_param(n) for n in self.k.sizes]
         self.local_buffers()

@@ -82,6 +82,9 @@ class CPrinter(CFamilyPrinter):
     kernel_decl = "void"
     global_ptr = ""
     restrict = "restrict"
+    # One call runs every iteration of a parallel loop: an object written through a
+    # pointer is only ever accessed through it, as C's restrict requires.
+    restrict_written = True
     shared = ""
     helper = "static inline"
     float_suffix_fns = True

@@ -39,7 +39,11 @@ class OpenCLPrinter(CFamilyPrinter):
         return f"((int){_HW[kind]}({_AXIS[axis]}))"
 
     def barrier(self) -> str:
-        return "barrier(CLK_LOCAL_MEM_FENCE);"
+        # Threads of a block also communicate through global memory (a temporary one
+        # thread writes and others read: softmax's row maximum). CUDA's __syncthreads
+        # orders both spaces; OpenCL's barrier orders only the spaces it names, and
+        # PoCL does move global loads across a local-only barrier.
+        return "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
 
     def int64_suffix(self, signed: bool) -> str:
         return "L" if signed else "UL"
