@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from codegen.compiler import CompiledProgram
 from tc.errors import TcBackendError
 from tc.ir import nodes as ir
+from tc.ir.index_width import call_index_bits
 
 __all__ = [
     "FORMAT_VERSION",
@@ -160,6 +161,16 @@ def verify_program(program: CompiledProgram, signature: tuple,
     if fn is not None and program.fn != fn:
         raise ArtifactMismatch(f"the stored program computes another definition than "
                             f"{fn.name!r}")
+    # Its index arithmetic must be wide enough for these inputs (tc.ir.index_width).
+    try:
+        sizes = {s.name: int(signature[i][1][s.dim]) for s in program.fn.sizes
+                 for i, t in enumerate(program.fn.inputs) if t.name == s.tensor}
+        bits = call_index_bits(program.fn, sizes, tuple(signature))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ArtifactError(f"cannot compare the stored program's index width: {e}") from e
+    if bits > program.index_bits:
+        raise ArtifactError(f"the stored program has {program.index_bits}-bit index "
+                            f"arithmetic; these inputs need {bits} bits")
     if program.symbolic:  # it serves every call of its class (codegen.compiler)
         try:
             wanted_class = tuple((SCALAR_TYPES[dtype], rank, units) for dtype, rank, units

@@ -36,6 +36,7 @@ from codegen.lower import (
 from codegen.printer import print_kernel
 from codegen.register_arrays import promote_rows
 from codegen.split_reductions import split_reductions
+from codegen.wide_indices import widen_kernel
 from polyhedral.cpu_mapping import PARALLEL_MIN_INSTANCES, map_to_cpu
 from polyhedral.dependences import compute_dependences
 from polyhedral.intra_tile import reschedule_tiles
@@ -47,6 +48,7 @@ from polyhedral.schedule import compute_schedule, schedule_str, tile_schedule
 from polyhedral.scop import Scop, build_scop
 from polyhedral.threads import prefix_schedules, thread_crossing_pairs
 from tc.ir import nodes as ir
+from tc.ir.index_width import index_bits
 from tc.ir.types import INDEX_TYPE, ScalarType
 from tc.options import MappingOptions
 
@@ -114,6 +116,9 @@ class CompiledProgram:
     segments: tuple[Segment, ...] = ()
     # The mapping strategy (a target's ``strategy``): "gpu" or "cpu".
     strategy: str = "gpu"
+    # The width of the kernels' index arithmetic: 64 when a tensor, size or loop bound
+    # of the compiled call needs it (tc.ir.index_width), else 32.
+    index_bits: int = 32
     # Sizes and strides are kernel arguments (see compile_program): ``sizes`` and the
     # buffers' constant shapes then describe nothing but the first call.
     symbolic: bool = False
@@ -258,6 +263,21 @@ def _size_context(scop: Scop, sizes: Mapping[str, int]) -> isl.Set:
 def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
                     input_strides: Sequence[Sequence[int]], strategy: str = "gpu",
                     symbolic: bool = False, *, trace: bool = False) -> CompiledProgram:
+    """Compile ``fn`` (see :func:`_compile`), with 64-bit index arithmetic when these
+    sizes and strides need it (:func:`tc.ir.index_width.index_bits`). A symbolic
+    program of 32-bit indices serves only the calls that need no more
+    (:func:`codegen.executor.memo_key`)."""
+    program = _compile(fn, options, sizes, input_strides, strategy, symbolic, trace=trace)
+    if index_bits(fn, sizes, input_strides) == 32:
+        return program
+    # Every kernel, those of templates and segments too (widening is idempotent).
+    kernels = tuple(CompiledKernel(widen_kernel(ck.kernel)) for ck in program.kernels)
+    return dataclasses.replace(program, kernels=kernels, index_bits=64)
+
+
+def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
+             input_strides: Sequence[Sequence[int]], strategy: str = "gpu",
+             symbolic: bool = False, *, trace: bool = False) -> CompiledProgram:
     """Compile ``fn`` for concrete sizes and input strides under ``options``, mapped
     with ``strategy`` ("gpu": blocks and threads; "cpu": parallel and vector loops;
     a target's ``strategy``).

@@ -19,6 +19,7 @@ from codegen.launch import KernelArg
 from codegen.targets import KernelInfo, Target, get_target, target_names
 from tc.arguments import TORCH_DTYPES, BoundCall
 from tc.errors import TcArgumentError, TcBackendError, TcRangeError
+from tc.ir.index_width import call_index_bits
 from tc.ir.types import ScalarType
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ def memo_key(fn, call: BoundCall, options, target: Target) -> tuple:
     sig = call.signature()
     if uses_symbolic_sizes(target, options):
         sig = signature_class(sig)
+        # One build serves every size, but not with 32-bit indices for a call that
+        # needs 64 (tc.ir.index_width): the width is part of the class.
+        sig = (sig, call_index_bits(fn, call.sizes, call.signature()))
     return fn, sig, options.key()
 
 
@@ -143,6 +147,11 @@ class Executor:
                         f"{self.fn.name}: this executor was compiled for inputs of other "
                         "dtypes, ranks, unit strides or device; compile again (tc.define "
                         "does it for you)")
+                if call_index_bits(self.fn, call.sizes, sig) > self.program.index_bits:
+                    raise TcArgumentError(
+                        f"{self.fn.name}: this executor was compiled with 32-bit index "
+                        "arithmetic; these tensors need 64 bits: compile again for them "
+                        "(tc.define does it for you)")
             elif sig != self.signature:
                 raise TcArgumentError(
                     f"{self.fn.name}: this executor was compiled for other input sizes, "
@@ -186,19 +195,31 @@ class Executor:
         # Scratch buffers of the templates (matchLibraryCalls), zero-filled.
         shapes += [(tuple(int(s.value) for s in b.shape), TORCH_DTYPES[b.dtype], False)
                    for b in self.program.scratch]
-        values = [int(call.sizes[n]) for n in self.fn.size_names]
+        named = [(f"size '{n}'", int(call.sizes[n])) for n in self.fn.size_names]
         if self.program.symbolic:
             from codegen.compiler import stride_arguments
 
-            values += [st for _, _, st in stride_arguments(
-                self.fn, call.sizes, [t.stride() for t in call.inputs])]
-        scalars = [KernelArg.scalar(v, ScalarType.INT32).value for v in values]  # range check
+            named += [(f"the stride of '{t}' along dimension {d}", st)
+                      for t, d, st in stride_arguments(self.fn, call.sizes,
+                                                       [t.stride() for t in call.inputs])]
+        index = ScalarType.INT64 if self.program.index_bits == 64 else ScalarType.INT32
+        scalars = [self._scalar(what, v, index) for what, v in named]
         # Kernels without a bounds check never write the error flag: one shared flag,
         # never read, saves an allocation and a read back per call.
         unused_err = (torch.zeros(1, dtype=torch.int32, device=call.device)
                       if not self.program.checks else None)
         return (shapes, scalars, tuple(host_mod.launches(self.program.host, call.sizes)),
                 unused_err)
+
+    def _scalar(self, what: str, value: int, index: ScalarType) -> int:
+        """A size or stride argument, range-checked against the kernels' index type."""
+        try:
+            return KernelArg.scalar(value, index).value
+        except TcBackendError:
+            raise TcArgumentError(
+                f"{self.fn.name}: {what} is {value}, which does not fit the kernels' {index} "
+                "index arithmetic; compile again for these tensors (tc.define does it for "
+                "you)") from None
 
     def _launch(self, index: int, ck, tensors: tuple, n_inputs: int, sizes: list[int]) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -155,6 +155,14 @@ class Kernel:
     grid: tuple[int, int, int] = (1, 1, 1)
     block: tuple[int, int, int] = (1, 1, 1)
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    # The width of its index arithmetic (loop variables, sizes, offsets): 32, or 64 for
+    # tensors too large for int32 offsets (tc.ir.index_width, codegen.wide_indices).
+    index_bits: int = 32
+
+    @property
+    def index_type(self) -> ScalarType:
+        """The type of its loop variables and size arguments."""
+        return ScalarType.INT64 if self.index_bits == 64 else INDEX_TYPE
 
     @property
     def arguments(self) -> tuple[Buffer, ...]:

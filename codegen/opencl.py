@@ -229,6 +229,10 @@ def _buffer(ctx: cl.Context, arg: KernelArg, i: int) -> tuple[cl.Buffer, np.ndar
     if span is None:  # OpenCL has no empty buffers: a dummy the kernel never reads
         return cl.Buffer(ctx, cl.mem_flags.READ_WRITE, size=max(t.element_size(), 1)), None
     host = span.view(torch.uint8).numpy()
+    limit = ctx.devices[0].max_mem_alloc_size
+    if host.nbytes > limit:  # PoCL would refuse with a bare INVALID_BUFFER_SIZE
+        raise TcBackendError(f"argument {i}: the tensor spans {host.nbytes} bytes, more than "
+                             f"the OpenCL device allocates at once ({limit} bytes)")
     flags = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
     return cl.Buffer(ctx, flags, hostbuf=host), host
 

@@ -134,7 +134,7 @@ class CFamilyPrinter:
             inc = count + (f" * {step}" if s.step != 1 else "")
         if s.unroll:
             self.emit("#pragma unroll", depth)
-        return f"for (int {v} = {start}; {cond}; {v} += {inc}) {{"
+        return f"for ({self.ctype(self.k.index_type)} {v} = {start}; {cond}; {v} += {inc}) {{"
 
     def preamble(self) -> list[str]:
         """Lines before the helpers (pragmas, includes, macros)."""
@@ -162,7 +162,7 @@ class CFamilyPrinter:
         return f"{self.kernel_decl} {self.k.name}({', '.join(params)})"
 
     def size_param(self, name: str) -> str:
-        return f"int {name}"
+        return f"{self.ctype(self.k.index_type)} {name}"
 
     # -- helpers -------------------------------------------------------------------------------
     def use(self, helper: str) -> str:
@@ -286,7 +286,9 @@ class CFamilyPrinter:
         return e.name
 
     def e_HwId(self, e: k.HwId) -> str:
-        return self.hw_id(e.kind, e.axis)
+        text = self.hw_id(e.kind, e.axis)
+        # 64-bit indices (codegen.wide_indices): widen before any arithmetic on the id.
+        return f"(({self.ctype(e.type)}){text})" if e.type is T.INT64 else text
 
     def offset(self, buf: k.Buffer, indices: tuple[ir.Expr, ...]) -> str:
         terms = []

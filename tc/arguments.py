@@ -14,6 +14,7 @@ import torch
 
 from tc.errors import TcArgumentError, TcArgumentTypeError, TcRangeError
 from tc.ir import nodes as ir
+from tc.ir.index_width import size_index_bits
 from tc.ir.types import ScalarType
 
 TORCH_DTYPES: dict[ScalarType, torch.dtype] = {
@@ -140,6 +141,8 @@ def bind(fn: ir.Function, args: Sequence[object]) -> BoundCall:
             object.__setattr__(fn, "_checked_ranges", checked)
         if key not in checked:
             check_ranges(fn, sizes, empty)
+            # Sizes beyond 64-bit index arithmetic, named here for every back end.
+            size_index_bits(fn, sizes)
             if len(checked) < 4096:
                 checked.add(key)  # these sizes passed: later calls with them need not redo it
     return BoundCall(tuple(tensors), sizes, device or torch.device("cpu"))

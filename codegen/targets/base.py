@@ -101,17 +101,19 @@ class Target(ABC):
                sizes: Sequence[int]) -> None:
         """Run one built kernel and wait for it (CUDA: enqueue on torch's current
         stream). ``tensors`` are its global buffers in argument order (the first
-        ``n_inputs`` only read), ``sizes`` its int32 size arguments; every tensor is on
-        a device :meth:`check_device` accepted."""
+        ``n_inputs`` only read), ``sizes`` its size arguments (of the kernel's
+        ``index_type``); every tensor is on a device :meth:`check_device` accepted."""
 
     @staticmethod
-    def packed(tensors: Sequence[Any], n_inputs: int, sizes: Sequence[int]) -> list[KernelArg]:
+    def packed(tensors: Sequence[Any], n_inputs: int, sizes: Sequence[int],
+               kernel: k.Kernel | None = None) -> list[KernelArg]:
         """The arguments as :class:`~codegen.launch.KernelArg` values (for launchers
-        that take them)."""
+        that take them); the sizes in ``kernel``'s index type (int32 without one)."""
         from tc.ir.types import ScalarType
 
+        index = kernel.index_type if kernel is not None else ScalarType.INT32
         return ([KernelArg.buffer(t, written=i >= n_inputs) for i, t in enumerate(tensors)]
-                + [KernelArg.scalar(v, ScalarType.INT32) for v in sizes])
+                + [KernelArg.scalar(v, index) for v in sizes])
 
     # -- devices and the cache ---------------------------------------------------------------
     def check_device(self, device: Any) -> None:

@@ -184,7 +184,8 @@ class CPrinter(CFamilyPrinter):
         if s.unroll:
             self.emit("#pragma GCC unroll 16", depth)
         init, cond = self.index(s.init), _bare(self.index(s.cond))
-        return f"for (int {s.var} = {init}; {cond}; {s.var} += {s.step}) {{"
+        ctype = self.ctype(self.k.index_type)
+        return f"for ({ctype} {s.var} = {init}; {cond}; {s.var} += {s.step}) {{"
 
     def preamble(self) -> list[str]:
         return ["#define _GNU_SOURCE", "#include <math.h>", "#include <stdbool.h>"]
@@ -356,8 +357,8 @@ class _Function:
         except AttributeError:
             raise TcBackendError(f"the CPU library defines no kernel {kernel.name!r}") from None
         self.fn.restype = None
-        self.fn.argtypes = ([ctypes.c_void_p] * len(kernel.arguments)
-                            + [ctypes.c_int] * len(kernel.sizes))
+        size = ctypes.c_longlong if kernel.index_bits == 64 else ctypes.c_int
+        self.fn.argtypes = [ctypes.c_void_p] * len(kernel.arguments) + [size] * len(kernel.sizes)
 
     def __call__(self, tensors: Sequence[Any], sizes: Sequence[int]) -> None:
         # The hot path of every call: data pointers (the views' first elements; the

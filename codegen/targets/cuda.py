@@ -110,7 +110,8 @@ class CudaTarget(Target):
                sizes: Sequence[int]) -> None:
         from codegen.nvrtc import launch_cuda
 
-        launch_cuda(handle, kernel.grid, kernel.block, self.packed(tensors, n_inputs, sizes))
+        launch_cuda(handle, kernel.grid, kernel.block,
+                    self.packed(tensors, n_inputs, sizes, kernel))
 
     def check_device(self, device: Any) -> None:
         if device.type != "cuda" and not self.available():

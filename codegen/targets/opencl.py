@@ -103,7 +103,7 @@ class OpenCLTarget(Target):
         from codegen.opencl import launch
 
         launch(handle, kernel.name, kernel.grid, kernel.block,
-               self.packed(tensors, n_inputs, sizes))
+               self.packed(tensors, n_inputs, sizes, kernel))
 
     def device_text(self, arch: str | None = None, device_index: int | None = None) -> str:
         from codegen.opencl import pocl_device

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from tc.errors import TcRangeError
+from tc.errors import TcArgumentError, TcRangeError
 from tc.ir import nodes as ir
+from tc.ir.index_width import size_index_bits
 from tc.ir.types import ScalarType
 
 
@@ -31,17 +32,26 @@ def run(
     ``sizes`` gives the value of every size symbol. Outputs start zero-filled, so
     elements no statement writes are 0.
     """
+    # Sizes and indices as int64 arrays where int32 cannot hold them (as the kernels'
+    # index arithmetic: tc.ir.index_width); raises TcArgumentError beyond 64 bits.
+    wide = all(isinstance(v, int | np.integer) for v in sizes.values()) and (
+        size_index_bits(fn, sizes) == 64)
     store: dict[str, np.ndarray] = dict(inputs)
     for t in fn.outputs + fn.temps:
         shape = tuple(s.evaluate(sizes) for s in t.shape)
         store[t.name] = np.zeros(shape, dtype=t.dtype.numpy_dtype)
     with np.errstate(all="ignore"):
         for stage in fn.stages:
-            _run_stage(fn, stage, store, sizes)
+            try:
+                _run_stage(fn, stage, store, sizes, wide)
+            except OverflowError as e:  # numpy refusing an index: say where, as a TcError
+                raise TcArgumentError(f"{fn.name}: the statement writing '{stage.tensor}' "
+                                      f"overflows its index arithmetic: {e}") from None
     return {t.name: store[t.name] for t in fn.outputs + fn.temps}
 
 
-def _run_stage(fn: ir.Function, stage: ir.Stage, store: dict, sizes: Mapping[str, int]) -> None:
+def _run_stage(fn: ir.Function, stage: ir.Stage, store: dict, sizes: Mapping[str, int],
+               wide: bool = False) -> None:
     out = store[stage.tensor]
     dtype = fn.tensor(stage.tensor).dtype
     los = [d.lo.evaluate(sizes) for d in stage.domain]
@@ -55,11 +65,13 @@ def _run_stage(fn: ir.Function, stage: ir.Stage, store: dict, sizes: Mapping[str
         out[region] = _const(ir.identity(stage.op, dtype), dtype)
     if any(hi <= lo for lo, hi in zip(los, his, strict=True)):
         return  # an empty reduction leaves the identity (or the old value)
-    env: dict[str, object] = dict(sizes)
+    index = np.int64 if wide else np.int32
+    env: dict[str, object] = {n: np.asarray(v, np.int64) for n, v in sizes.items()} if wide \
+        else dict(sizes)
     for k, d in enumerate(stage.domain):
         shape = [1] * nd
         shape[k] = his[k] - los[k]
-        env[d.name] = np.arange(los[k], his[k], dtype=np.int32).reshape(shape)
+        env[d.name] = np.arange(los[k], his[k], dtype=index).reshape(shape)
     full = tuple(his[k] - los[k] for k in range(nd))
     value = np.broadcast_to(_Eval(store, env, stage, fn.source).eval(stage.rhs, None), full)
     value = value.astype(dtype.numpy_dtype, copy=False)
@@ -283,7 +295,10 @@ class _Eval:
         not_c = np.logical_not(c)
         a = self.eval(e.a, c if mask is None else mask & c)
         b = self.eval(e.b, not_c if mask is None else mask & not_c)
-        return np.where(c, a, b).astype(e.type.numpy_dtype)
+        out = np.where(c, a, b)
+        if out.dtype == np.int64 and e.type is ScalarType.INT32:
+            return out  # 64-bit indices (wide sizes): not wrapped to the index type
+        return out.astype(e.type.numpy_dtype)
 
     def Call(self, e: ir.Call, mask) -> np.ndarray:
         args = [self.eval(a, mask) for a in e.args]
