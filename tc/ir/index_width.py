@@ -117,11 +117,19 @@ def index_bits(fn: ir.Function, sizes: Mapping[str, int],
 
 def call_index_bits(fn: ir.Function, sizes: Mapping[str, int], signature: tuple) -> int:
     """:func:`index_bits` of a call, from its signature (``BoundCall.signature()``:
-    per input its dtype, shape and strides, then the device)."""
-    bits = size_index_bits(fn, sizes)
-    if bits == 64:
-        return 64
-    for _, shape, strides in signature[:-1]:
-        if element_span(shape, strides) >= LIMIT_32:
-            return 64
-    return 32
+    per input its dtype, shape and strides, then the device; they determine the
+    sizes). Kept on ``fn`` per signature: a symbolic CPU kernel's every call asks
+    (``codegen.executor.memo_key``), and one lookup costs less than the sums."""
+    cache = fn.__dict__.get("_call_index_bits")
+    if cache is None:
+        cache = {}
+        object.__setattr__(fn, "_call_index_bits", cache)
+    bits = cache.get(signature)
+    if bits is None:
+        bits = size_index_bits(fn, sizes)
+        if bits == 32 and any(element_span(shape, strides) >= LIMIT_32
+                              for _, shape, strides in signature[:-1]):
+            bits = 64
+        if len(cache) < 4096:
+            cache[signature] = bits
+    return bits
