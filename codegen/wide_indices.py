@@ -8,11 +8,12 @@ strides and shapes, and the arithmetic, comparisons and casts over them.
 
 An index expression is one built from loop variables, sizes, hardware ids, integer
 constants and index locals only, never from a tensor's value (as in the C printer's
-``_indexing``). Where one is used as a value of the declared type (``y(i) = i``,
-``x(i) + i``), it is cast back to that type, so values keep the IR's int32
-semantics; subscripts, loop bounds and guards stay 64-bit. A subscript computed from
-a tensor's value (a gather) keeps its int32 value, and the 64-bit strides make its
-offset 64-bit.
+``_indexing``). Subscripts, loop bounds and guards stay 64-bit, and so do an index
+converted to another type (``float(i)``, ``int64(i)``) and one compared with a value.
+Where one is an operand of value arithmetic or stored as a value of the declared
+int32 (``y(i) = i``, ``x(i) + i``), it is cast back to that type: the IR's int32
+semantics (it wraps beyond 2**31). A subscript computed from a tensor's value (a
+gather) keeps its int32 value, and the 64-bit strides make its offset 64-bit.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class _Widen:
             if ia and ib and (e.op in _ARITH or e.op in ir.CMP_OPS or e.op in ir.LOGIC_OPS):
                 t = e.type if e.type is ScalarType.BOOL else _I64
                 return dataclasses.replace(e, a=a, b=b, type=t), True
+            if e.op in ir.CMP_OPS:  # C compares an int with a long long exactly
+                return dataclasses.replace(e, a=a, b=b), False
             return dataclasses.replace(e, a=self.narrow(a, e.a), b=self.narrow(b, e.b)), False
         if isinstance(e, ir.Unary):
             a, ia = self.index(e.a)
@@ -64,7 +67,8 @@ class _Widen:
             a, ia = self.index(e.a)
             if ia and e.type in (INDEX_TYPE, _I64):
                 return a, True  # an index cast to an index type: already 64-bit
-            return dataclasses.replace(e, a=self.narrow(a, e.a)), False
+            # Converted from its exact 64-bit value (float(i) of a huge i is not wrapped).
+            return dataclasses.replace(e, a=a), False
         if isinstance(e, ir.Select):
             (c, ic), (a, ia), (b, ib) = self.index(e.cond), self.index(e.a), self.index(e.b)
             if ic and ia and ib:

@@ -123,6 +123,17 @@ def test_sizes_past_2_31_on_every_back_end(backend) -> None:
     assert torch.equal(y, torch.tensor([7, 8, 9, 10], dtype=torch.int32))
 
 
+@pytest.mark.parametrize("backend", [*runnable_targets(), "reference"])
+def test_huge_indices_converted_or_compared_keep_their_value(backend) -> None:
+    # An index past 2**31 converted to double, or compared, is exact on every back
+    # end (in int32 value arithmetic it would wrap: the language's type).
+    text = ("def big(int8(N) x) -> (y, z) {\n y(i) = double(N - 4 + i) + double(x(i))"
+            " where i in 0:4\n z(i) = x(i) < N - 4 + i ? 1 : 0 where i in 0:4\n}")
+    y, z = tc.define(text, backend=backend).big(_expanded(BIG_1D, 0))
+    want = torch.arange(BIG_1D - 4, BIG_1D, dtype=torch.float64)
+    assert torch.equal(y, want) and z.tolist() == [1, 1, 1, 1]
+
+
 def test_nvrtc_compiles_a_64_bit_kernel() -> None:
     pytest.importorskip("cupy")
     outer = "def outer(float(N) a, float(M) b) -> (y) {\n y(i, j) = a(i) * b(j)\n}"
