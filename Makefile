@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint fuzz clean
+.PHONY: setup demo test lint fuzz soak clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ test: setup
 
 fuzz: setup
 	$(VPY) -m pytest tests/lang/test_fuzz.py --fuzz-long
+
+# The differential soak campaign (issue 12): random programs on every target for
+# SOAK_MINUTES (default 30); findings are written to fuzz-findings/.
+soak: setup
+	$(VPY) -m tc.fuzz --minutes $${SOAK_MINUTES:-30}
 
 lint: setup
 	$(VPY) -m ruff check .
