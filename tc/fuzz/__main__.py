@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -23,13 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the first round")
     p.add_argument("--out", default="fuzz-findings", help="where findings are written")
     p.add_argument("--examples", type=int, default=20, help="examples per hypothesis round")
+    p.add_argument("--known", default="tests/fuzz/findings",
+                   help="stored findings not to report again (default tests/fuzz/findings)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
     p.add_argument("--targets", default=None,
                    help="comma-separated compiled targets (default: all available)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     targets = tuple(args.targets.split(",")) if args.targets else None
-    campaign = Campaign(args.out, args.timeout, targets)
+    known = args.known if Path(args.known).is_dir() else None
+    campaign = Campaign(args.out, args.timeout, targets, known_dir=known)
     print(f"targets: reference, {', '.join(campaign.targets)}; {args.minutes:g} minutes")
     with tqdm(unit=" programs", file=sys.stderr) as bar:
         stats = campaign.run(args.minutes * 60, args.seed, args.examples, bar)

@@ -51,12 +51,13 @@ class Stats:
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
     rounds: int = 0
+    known: int = 0  # stored findings left out
 
     def summary(self) -> str:
         """A few lines for humans."""
         targets = sorted({t for t, _ in self.runs})
         lines = [f"{self.programs} programs in {self.rounds} rounds, {self.seconds:.0f} s, "
-                 f"{len(self.findings)} findings"]
+                 f"{len(self.findings)} new findings ({self.known} stored ones left out)"]
         for t in targets:
             events = ", ".join(f"{e} {n}" for (tt, e), n in sorted(self.runs.items()) if tt == t)
             lines.append(f"  {t}: {sum(n for (tt, _), n in self.runs.items() if tt == t)} runs "
@@ -71,17 +72,31 @@ def _size(item: tuple[Case, MappingOptions]) -> tuple[int, int]:
     return len(case.text), sum(v for _, v in case.sizes)
 
 
+def stored_keys(directory: str | Path) -> set[tuple[str, str, str]]:
+    """The keys (:meth:`Finding.key`) of the findings stored in ``directory``."""
+    from tc.fuzz.run import load_finding
+
+    out = set()
+    for path in sorted(Path(directory).glob("*.json")):
+        record, case, options = load_finding(path)
+        out.add(Finding(record["kind"], record["target"], record["detail"], case, options).key())
+    return out
+
+
 class Campaign:
-    """Runs rounds until a deadline, collecting shrunk findings (deduplicated)."""
+    """Runs rounds until a deadline, collecting shrunk findings (deduplicated, and
+    leaving out those stored in ``known_dir``)."""
 
     def __init__(self, out_dir: str | Path | None = None, timeout: float = 120.0,
-                 targets: tuple[str, ...] | None = None, shrink_seconds: float = 180.0) -> None:
+                 targets: tuple[str, ...] | None = None, shrink_seconds: float = 180.0,
+                 known_dir: str | Path | None = None) -> None:
         self.shrink_seconds = shrink_seconds
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.targets = available_targets() if targets is None else targets
         self.worker = Worker(timeout)
         self.stats = Stats()
-        self.known: set[tuple[str, str, str]] = set()
+        self.known = stored_keys(known_dir) if known_dir is not None else set()
+        self.stats.known = len(self.known)
 
     def check(self, case: Case, options: MappingOptions,
               targets: tuple[str, ...] | None = None) -> list[Finding]:

@@ -17,24 +17,15 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 import tc
-from tc.fuzz.campaign import Campaign
+from tc.fuzz.campaign import Campaign, stored_keys
 from tc.fuzz.generate import Case, cases, key_value
-from tc.fuzz.run import Finding, load_finding, make_inputs, mapping_options
+from tc.fuzz.run import make_inputs, mapping_options
 from tc.options import MappingOptions
 
 FINDINGS = Path(__file__).parent / "findings"
 #: Differential examples of the default run (a few seconds each at most; under 60 s in
 #: all on this machine), 20 times more with ``--fuzz-long``.
-EXAMPLES = 30
-
-
-def known_findings() -> set[tuple[str, str, str]]:
-    """The keys of the stored findings: finding them again is not news."""
-    out = set()
-    for path in sorted(FINDINGS.glob("*.json")):
-        record, case, options = load_finding(path)
-        out.add(Finding(record["kind"], record["target"], record["detail"], case, options).key())
-    return out
+EXAMPLES = 20
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +71,7 @@ def test_case_and_options_round_trip() -> None:
 
 
 def test_seeded_differential_campaign(campaign: Campaign, fuzz_examples) -> None:
-    known = known_findings()
+    known = stored_keys(FINDINGS)  # finding them again is not news
 
     @settings(max_examples=fuzz_examples(EXAMPLES), deadline=None, derandomize=True,
               database=None, suppress_health_check=list(HealthCheck),
