@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class Stats:
     seconds: float = 0.0
     rounds: int = 0
     known: int = 0  # stored findings left out
+    declined: Counter = field(default_factory=Counter)  # (target, error) -> count
 
     def summary(self) -> str:
         """A few lines for humans."""
@@ -62,6 +64,8 @@ class Stats:
             events = ", ".join(f"{e} {n}" for (tt, e), n in sorted(self.runs.items()) if tt == t)
             lines.append(f"  {t}: {sum(n for (tt, _), n in self.runs.items() if tt == t)} runs "
                          f"({events})")
+        for (t, message), n in self.declined.most_common(8):
+            lines.append(f"  declined {n}x on {t}: {message}")
         for f in self.findings:
             lines.append(f"  finding {f.kind} on {f.target}: {f.detail.splitlines()[0][:160]}")
         return "\n".join(lines)
@@ -107,6 +111,8 @@ class Campaign:
         self.stats.programs += 1
         for target, event in verdict.events.items():
             self.stats.runs[target, event] += 1
+        for target, message in verdict.declined.items():
+            self.stats.declined[target, re.sub(r"\d+", "#", message)[:120]] += 1
         return verdict.findings
 
     def round(self, examples: int, round_seed: int, deadline: float) -> list[Finding]:

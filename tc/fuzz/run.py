@@ -329,9 +329,20 @@ class Finding:
 
     def key(self) -> tuple[str, str, str]:
         """What tells two findings apart (for deduplication): kind, target and the
-        detail's first words, numbers left out (a mismatch: its dtype only)."""
-        words = 3 if self.kind == "mismatch" else 8
-        return self.kind, self.target, " ".join(re.sub(r"\d+", "#", self.detail).split()[:words])
+        detail's first words, numbers left out. A mismatch: its dtype and the classes
+        of the values (``inf`` for ``nan``); between finite values, the program too
+        (one wrong sum must not hide the next); a crash or a hang: the program."""
+        if self.kind in ("crash", "hang"):  # nothing tells two crashes apart but the program
+            return self.kind, self.target, self.case.digest()
+        if self.kind != "mismatch":
+            return self.kind, self.target, " ".join(re.sub(r"\d+", "#", self.detail).split()[:8])
+        dtype = self.detail.split("(")[1].split(")")[0] if "(" in self.detail else ""
+        values = re.search(r"got (.*), expected (.*)$", self.detail)
+        classes = [("nan" if "nan" in v else "inf" if "inf" in v else "finite")
+                   for v in (values.groups() if values else ("", ""))]
+        if classes == ["finite", "finite"]:
+            classes.append(self.case.digest())
+        return self.kind, self.target, " ".join([dtype, *classes])
 
     def to_json(self) -> dict:
         """A JSON-able record (read back by :func:`load_finding`)."""
@@ -362,6 +373,7 @@ class Verdict:
 
     findings: list[Finding] = field(default_factory=list)
     events: dict[str, str] = field(default_factory=dict)
+    declined: dict[str, str] = field(default_factory=dict)  # target -> the error's first line
 
 
 def judge(case: Case, options: MappingOptions, outcomes: dict[str, dict[str, Any]]) -> Verdict:
@@ -404,6 +416,7 @@ def judge(case: Case, options: MappingOptions, outcomes: dict[str, dict[str, Any
                 find("wrong-error", target, out["message"], _summary(out), expected)
             elif not truth_range:
                 v.events[target] = "declined"
+                v.declined[target] = out["message"].splitlines()[0]
         elif target == "cuda":
             spills = sum(r.get("spill_bytes", 0) for r in out["resources"])
             if spills:
