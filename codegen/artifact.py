@@ -157,6 +157,7 @@ def verify_program(program: CompiledProgram, signature: tuple,
     ``signature`` (a ``BoundCall.signature()``); :class:`ArtifactError` if not."""
     from codegen.executor import signature_class
     from tc.arguments import SCALAR_TYPES
+    from tc.ir.split_sums import sum_splits
 
     if fn is not None and program.fn != fn:
         raise ArtifactMismatch(f"the stored program computes another definition than "
@@ -184,6 +185,15 @@ def verify_program(program: CompiledProgram, signature: tuple,
         if stored_class != wanted_class:
             raise ArtifactError(f"the stored program was compiled for inputs of class "
                                 f"{stored_class}, the call's is {wanted_class}")
+        # ... whose sizes split the same long sums (tc.ir.split_sums).
+        sizes = {s.name: int(signature[i][1][s.dim]) for s in program.fn.sizes
+                 for i, t in enumerate(program.fn.inputs) if t.name == s.tensor}
+        try:
+            splits = sum_splits(program.fn, sizes)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"cannot compare the stored program's sums: {e}") from e
+        if tuple(splits) != tuple(program.splits):
+            raise ArtifactError("the stored program splits other sums than these sizes need")
         return
     try:
         wanted = tuple((SCALAR_TYPES[dtype], tuple(shape), tuple(strides))

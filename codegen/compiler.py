@@ -24,6 +24,7 @@ import islpy as isl
 from codegen import host as host_mod
 from codegen import kernel as k
 from codegen import stats
+from codegen.chunked_sums import chunk_sums
 from codegen.lower import (
     ERROR_BUFFER,
     buffer_name,
@@ -49,6 +50,7 @@ from polyhedral.scop import Scop, build_scop
 from polyhedral.threads import prefix_schedules, thread_crossing_pairs
 from tc.ir import nodes as ir
 from tc.ir.index_width import index_bits
+from tc.ir.split_sums import split_sums, sum_splits
 from tc.ir.types import INDEX_TYPE, ScalarType
 from tc.options import MappingOptions
 
@@ -122,6 +124,17 @@ class CompiledProgram:
     # Sizes and strides are kernel arguments (see compile_program): ``sizes`` and the
     # buffers' constant shapes then describe nothing but the first call.
     symbolic: bool = False
+    # The function the kernels compute when it is not ``fn``: ``fn`` with its long
+    # float sums split in two stages (tc.ir.split_sums), whose temporaries the
+    # executor allocates; and which sums were split (a symbolic program serves only
+    # the calls whose sizes split the same ones: codegen.executor.memo_key).
+    compiled: ir.Function | None = None
+    splits: tuple = ()
+
+    @property
+    def kernel_fn(self) -> ir.Function:
+        """The function the kernels compute (``fn``, or ``fn`` with split sums)."""
+        return self.compiled if self.compiled is not None else self.fn
 
 
 def _const(v: int) -> ir.Expr:
@@ -294,9 +307,25 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
     if strategy not in ("gpu", "cpu"):
         raise ValueError(f"unknown mapping strategy {strategy!r}")
     symbolic = symbolic and strategy == "cpu" and not options.fix_parameters
+    # Long float sums in two stages (tc.ir.split_sums): the kernels compute ``fn``
+    # with them split; the program still stands for ``fn``.
+    splits = sum_splits(fn, sizes)
+    source, fn = fn, split_sums(fn, splits)
+    split = {"compiled": None if fn is source else fn, "splits": splits}
     if options.match_library_calls and strategy == "gpu":
-        segmented = _compile_segmented(fn, options, sizes, input_strides, trace)
-        if segmented is not None:
+        # The templates reduce with trees, accurate at any length: the sums they take
+        # need no split.
+        segmented = _compile_segmented(source, options, sizes, input_strides, trace)
+        if segmented is not None and fn is not source:
+            taken = {i for seg in segmented.segments if seg.kind == "reduction"
+                     for i in seg.stages}
+            if any(levels and k not in taken for k, (_, levels) in enumerate(splits)):
+                segmented = _compile_segmented(fn, options, sizes, input_strides, trace)
+                if segmented is not None:
+                    return dataclasses.replace(segmented, fn=source, **split)
+            else:
+                return segmented
+        elif segmented is not None:
             return segmented
     timings: dict[str, float] = {}
     stages: dict[str, str] = {}
@@ -390,6 +419,9 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
         kernels = [split_reductions(kern) if symbolic or _instances(fn, m.statements, sizes)
                    >= PARALLEL_MIN_INSTANCES else kern
                    for kern, m in zip(kernels, mapped.kernels, strict=True)]
+    # Long float sums in chunks, on every target and under every option: the error
+    # of a float32 sum then stops growing with its length (codegen.chunked_sums).
+    kernels = [chunk_sums(kern) for kern in kernels]
     lap("private")
     private = kernels
     kernels = [synchronize_kernel(kern, pairs) for kern in kernels]
@@ -399,9 +431,9 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
     if trace:  # printed after the last lap, so that the timings leave printing out
         stages.update(dependences=str(deps), map=_map_text(stages), lower=kernels_text(lowered),
                       private=kernels_text(private), barriers=kernels_text(kernels))
-    return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
+    return CompiledProgram(source, options.copy(), dict(sizes), buffers, compiled, program,
                            tuple(checks), stages, timings, mapped, strategy=strategy,
-                           symbolic=symbolic)
+                           symbolic=symbolic, **split)
 
 
 # -- matchLibraryCalls: segments ----------------------------------------------------------

@@ -20,6 +20,7 @@ from codegen.targets import KernelInfo, Target, get_target, target_names
 from tc.arguments import TORCH_DTYPES, BoundCall
 from tc.errors import TcArgumentError, TcBackendError, TcRangeError
 from tc.ir.index_width import call_index_bits
+from tc.ir.split_sums import sum_splits
 from tc.ir.types import ScalarType
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def memo_key(fn, call: BoundCall, options, target: Target) -> tuple:
     target compiles these options for every shape."""
     sig = call.signature()
     if uses_symbolic_sizes(target, options):
-        sig = signature_class(sig)
+        # The sizes matter to a symbolic program only through its split sums.
+        sig = (signature_class(sig), sum_splits(fn, call.sizes))
         # One build serves every size, but not with 32-bit indices for a call that
         # needs 64 (tc.ir.index_width): the width is part of the class.
         sig = (sig, call_index_bits(fn, call.sizes, call.signature()))
@@ -152,6 +154,11 @@ class Executor:
                         f"{self.fn.name}: this executor was compiled with 32-bit index "
                         "arithmetic; these tensors need 64 bits: compile again for them "
                         "(tc.define does it for you)")
+                if sum_splits(self.fn, call.sizes) != self.program.splits:
+                    raise TcArgumentError(
+                        f"{self.fn.name}: this executor was compiled for sums of another "
+                        f"length class (tc.ir.split_sums); compile again for these sizes "
+                        "(tc.define does it for you)")
             elif sig != self.signature:
                 raise TcArgumentError(
                     f"{self.fn.name}: this executor was compiled for other input sizes, "
@@ -188,10 +195,11 @@ class Executor:
         once."""
         from tc.ir.bounds import check_static_bounds, fully_written
 
-        check_static_bounds(self.fn, call.sizes)
-        written = fully_written(self.fn, call.sizes)
+        fn = self.program.kernel_fn  # with the temporaries of split sums
+        check_static_bounds(fn, call.sizes)
+        written = fully_written(fn, call.sizes)
         shapes = [(tuple(s.evaluate(call.sizes) for s in t.shape), TORCH_DTYPES[t.dtype],
-                   t.name in written) for t in self.fn.outputs + self.fn.temps]
+                   t.name in written) for t in fn.outputs + fn.temps]
         # Scratch buffers of the templates (matchLibraryCalls), zero-filled.
         shapes += [(tuple(int(s.value) for s in b.shape), TORCH_DTYPES[b.dtype], False)
                    for b in self.program.scratch]
