@@ -295,8 +295,9 @@ def _context(env: _Env, params: tuple[str, ...], sizes: Mapping[str, int] | None
             cons.append(f"{pid} = {int(sizes[p])}")
         else:
             cons.append(f"{pid} >= 1")
-    body = f" : {' and '.join(cons)}" if cons else ""
-    return isl.Set.read_from_str(env.ctx, f"{env.prefix}{{{body} }}")
+    # "{ : }" is the universe parameter set; "{ }" would read as an empty union set
+    # (a definition without size symbols: literal shapes, scalars only).
+    return isl.Set.read_from_str(env.ctx, f"{env.prefix}{{ : {' and '.join(cons)} }}")
 
 
 def _original_schedule(statements: list[Statement], domain: isl.UnionSet) -> isl.Schedule:

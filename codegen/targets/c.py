@@ -160,7 +160,7 @@ class CPrinter(CFamilyPrinter):
         if fn == "rcbrt":
             return f"({one} / {super().math_call('cbrt', args, double)})"
         if fn in ("erfinv", "erfcinv"):
-            raise NotImplementedError(f"builtin {fn} has no C implementation yet")
+            return self.erfinv_call(fn, args, double)
         return super().math_call(fn, args, double)
 
     def loop_header(self, s: k.For, depth: int) -> str:
@@ -275,10 +275,15 @@ def check_parallel(body: k.Stmt, buffers: Sequence[k.Buffer] = ()) -> None:
                 if isinstance(d, k.Assign) and d.name not in inside:
                     raise TcInternalError(f"parallel loop {s.var} assigns {d.name}, which is "
                                           "declared outside it")
+                # An outer array is shared by the threads: each may only store to
+                # elements of its own iterations (split reductions' partials[t]).
                 if isinstance(d, k.Store) and d.buffer not in inside and (
-                        kernel_buffers.get(d.buffer, "global") != "global"):
+                        kernel_buffers.get(d.buffer, "global") != "global") and not any(
+                        isinstance(n, ir.Var) and n.name == s.var
+                        for i in d.indices for n in ir.walk(i)):
                     raise TcInternalError(f"parallel loop {s.var} stores to the array "
-                                          f"{d.buffer}, which is declared outside it")
+                                          f"{d.buffer}, which is declared outside it, at "
+                                          "an element that does not depend on the loop")
 
 
 class CTarget(Target):
