@@ -55,6 +55,33 @@ def _bare(text: str) -> str:
     return text[1:-1]
 
 
+#: The inverse error function in double precision: Giles' single-precision polynomial
+#: ("Approximating the erfinv function", GPU Computing Gems, 2011) as a first guess,
+#: then two Newton steps on erf, which give double accuracy; +-1 give +-inf and
+#: arguments outside [-1, 1] or NaN give NaN, as torch's erfinv.
+ERFINV = """static inline double tc_erfinv(double y) {
+  if (!(y >= -1.0 && y <= 1.0)) return NAN;
+  if (y == 1.0 || y == -1.0) return y * INFINITY;
+  double w = -log((1.0 - y) * (1.0 + y)), p;
+  if (w < 5.0) {
+    w = w - 2.5;
+    p = 2.81022636e-08;
+    p = 3.43273939e-07 + p * w; p = -3.5233877e-06 + p * w; p = -4.39150654e-06 + p * w;
+    p = 0.00021858087 + p * w; p = -0.00125372503 + p * w; p = -0.00417768164 + p * w;
+    p = 0.246640727 + p * w; p = 1.50140941 + p * w;
+  } else {
+    w = sqrt(w) - 3.0;
+    p = -0.000200214257;
+    p = 0.000100950558 + p * w; p = 0.00134934322 + p * w; p = -0.00367342844 + p * w;
+    p = 0.00573950773 + p * w; p = -0.0076224613 + p * w; p = 0.00943887047 + p * w;
+    p = 1.00167406 + p * w; p = 2.83297682 + p * w;
+  }
+  double x = p * y;
+  for (int i = 0; i < 2; i++) x -= (erf(x) - y) / (1.1283791670955126 * exp(-x * x));
+  return x;
+}"""
+
+
 class CFamilyPrinter:
     """The printer every target shares; subclasses override the class attributes and
     the hook methods below (``hw_id``, ``bits_to_float``, ``math_call``, ...)."""
@@ -170,10 +197,21 @@ class CFamilyPrinter:
             self.used.append(helper)
         return f"tc_{helper}"
 
+    def erfinv_call(self, fn: str, args: str, double: bool) -> str:
+        """``erfinv`` / ``erfcinv`` where the target's library has neither (C, OpenCL):
+        computed in double by :data:`ERFINV`; ``erfcinv(x)`` is ``erfinv(1 - x)`` with
+        ``1 - x`` in the value's type, as the interpreter defines it."""
+        f = self.use("erfinv")
+        if fn == "erfcinv":
+            args = f"(1.0 - ({args}))" if double else f"(1.0f - ({args}))"
+        return f"{f}({args})" if double else f"((float){f}((double)({args})))"
+
     def helper_text(self, name: str) -> str:
         """The C text of helper ``name`` (see :meth:`use`)."""
         h, u32, i32, u16 = (self.helper, self.types[T.UINT32], self.types[T.INT32],
                             self.types[T.UINT16])
+        if name == "erfinv":
+            return ERFINV.replace("static inline", h)
         if name == "h2f":
             return f"""{h} float tc_h2f({u16} h) {{
   {u32} s = ({u32})(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;

@@ -52,11 +52,12 @@ class OpenCLPrinter(CFamilyPrinter):
         if fn == "rcbrt":
             return f"(1.0{'' if double else 'f'} / cbrt({args}))"
         if fn in ("erfinv", "erfcinv"):
-            raise NotImplementedError(f"builtin {fn} has no OpenCL implementation yet")
+            return self.erfinv_call(fn, args, double)
         return super().math_call(fn, args, double)
 
     def preamble(self) -> list[str]:
-        return ["#pragma OPENCL EXTENSION cl_khr_fp64 : enable"] if uses_double(self.k) else []
+        double = uses_double(self.k) or "erfinv" in self.used  # tc_erfinv computes in double
+        return ["#pragma OPENCL EXTENSION cl_khr_fp64 : enable"] if double else []
 
 
 class OpenCLTarget(Target):

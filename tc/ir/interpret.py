@@ -151,6 +151,10 @@ def _gamma(x: np.ndarray) -> np.ndarray:
 
 
 def _safe_gamma(v: float) -> float:
+    """C99's ``tgamma`` (what every target calls): +-inf at +-0, NaN at the negative
+    integers, overflow to inf, underflow to 0."""
+    if v == 0:
+        return math.copysign(math.inf, v)
     try:
         return math.gamma(v)
     except (ValueError, OverflowError):
@@ -231,7 +235,7 @@ class _Eval:
         return data[tuple(clipped)]
 
     def out_of_bounds(self, e: ir.Read, k: int, s: np.ndarray, bad: np.ndarray, extent: int):
-        pos = tuple(int(p[0]) for p in np.nonzero(bad))
+        pos = tuple(int(p[0]) for p in np.nonzero(np.atleast_1d(bad))) if bad.ndim else ()
         point = []
         for axis, d in enumerate(self.stage.domain):
             value = self.env[d.name]
@@ -242,7 +246,7 @@ class _Eval:
         source = self.source or None
         raise TcRangeError(
             f"read of '{e.tensor}' out of bounds: subscript {k + 1} is {int(s[pos])}, "
-            f"outside 0:{extent} (at {', '.join(point)})",
+            f"outside 0:{extent}" + (f" (at {', '.join(point)})" if point else ""),
             line=span.line if span else None, column=span.column if span else None,
             source=source,
         )
