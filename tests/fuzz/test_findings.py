@@ -4,8 +4,9 @@ observed and expected).
 
 A finding with a ``"reason"`` is a known compiler bug that reproduces
 deterministically: an expected failure (strict), so that whoever fixes the bug sees
-the test pass, and deletes the file (or turns it into a regression test). One
-without a reason is not triaged yet: expected to fail, not strictly.
+the test pass, and marks it ``"fixed"`` (the fixing commit): it is then a regression
+test that must pass. One without a reason is not triaged yet: expected to fail, not
+strictly.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def _params() -> list:
     for path in sorted(FINDINGS.glob("*.json")):
         record = json.loads(path.read_text())
         reason = record.get("reason")
+        if record.get("fixed"):  # a regression test now: it must pass
+            out.append(pytest.param(path, id=path.stem))
+            continue
         mark = (pytest.mark.xfail(strict=True, reason=reason) if reason else
                 pytest.mark.xfail(strict=False, reason="untriaged finding"))
         out.append(pytest.param(path, marks=mark, id=path.stem))
