@@ -45,6 +45,14 @@ class OpenCLPrinter(CFamilyPrinter):
         # PoCL does move global loads across a local-only barrier.
         return "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
 
+    def minmax(self, op: str, t: T, a: str, b: str) -> str:
+        # OpenCL's integer min/max rather than C's ternary: PoCL (5.x, every work-group
+        # method but "repl") miscompiles a grid-stride loop bounded by a ternary min and
+        # stores past the loop's end (fuzz finding 80dc5d29c77e: heap corruption).
+        if t.is_int:
+            return f"{op}(({self.ctype(t)})({a}), ({self.ctype(t)})({b}))"
+        return super().minmax(op, t, a, b)
+
     def int64_suffix(self, signed: bool) -> str:
         return "L" if signed else "UL"
 
