@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=30.0, help="how long to run (default 30)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first round")
     p.add_argument("--out", default="fuzz-findings", help="where findings are written")
-    p.add_argument("--examples", type=int, default=20, help="examples per hypothesis round")
+    p.add_argument("--examples", type=int, default=50, help="examples per hypothesis round")
     p.add_argument("--known", default="tests/fuzz/findings",
                    help="stored findings not to report again (default tests/fuzz/findings)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = tuple(args.targets.split(",")) if args.targets else None
     known = args.known if Path(args.known).is_dir() else None
     campaign = Campaign(args.out, args.timeout, targets, known_dir=known)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop after the case under way, and report
+        signal.signal(sig, lambda *_: campaign.stop())
     print(f"targets: reference, {', '.join(campaign.targets)}; {args.minutes:g} minutes")
     with tqdm(unit=" programs", file=sys.stderr) as bar:
         stats = campaign.run(args.minutes * 60, args.seed, args.examples, bar)

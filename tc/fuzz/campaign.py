@@ -101,12 +101,13 @@ class Campaign:
         self.stats = Stats()
         self.known = stored_keys(known_dir) if known_dir is not None else set()
         self.stats.known = len(self.known)
+        self.deadline = float("inf")
 
     def check(self, case: Case, options: MappingOptions,
               targets: tuple[str, ...] | None = None) -> list[Finding]:
         """Run one case everywhere (or on ``targets`` after the interpreter); its findings."""
         targets = self.targets if targets is None else targets
-        outcomes = self.worker.run(case, options, ("reference", *targets))
+        outcomes = self.worker.run(case, options, ("reference", "exact", *targets))
         verdict = judge(case, options, outcomes)
         self.stats.programs += 1
         for target, event in verdict.events.items():
@@ -115,8 +116,14 @@ class Campaign:
             self.stats.declined[target, re.sub(r"\d+", "#", message)[:120]] += 1
         return verdict.findings
 
-    def round(self, examples: int, round_seed: int, deadline: float) -> list[Finding]:
-        """One hypothesis run of ``examples`` cases; the shrunk findings it made."""
+    def stop(self) -> None:
+        """End the campaign after the case under way (a signal handler may call it)."""
+        self.deadline = 0.0
+        self.shrink_seconds = 0.0
+
+    def round(self, examples: int, round_seed: int) -> list[Finding]:
+        """One hypothesis run of ``examples`` cases (until :attr:`deadline`); the shrunk
+        findings it made."""
         failing: dict[tuple[str, str], list[tuple[Case, MappingOptions, Finding]]] = {}
         focus: list[str] = []  # once something is found, shrink on its target only
         shrink: list[float] = []  # when shrinking began
@@ -128,7 +135,7 @@ class Campaign:
         @given(case=cases(), options=mapping_options())
         def example(case: Case, options: MappingOptions) -> None:
             now = time.monotonic()
-            if not failing and now > deadline:
+            if not failing and now > self.deadline:
                 return  # out of time: the remaining examples are skipped
             if failing and now > shrink[0] + self.shrink_seconds:
                 return  # enough shrinking: hypothesis stops when nothing fails any more
@@ -176,12 +183,12 @@ class Campaign:
             progress=None) -> Stats:
         """Rounds until ``seconds`` have passed; returns the stats (findings included)."""
         start = time.monotonic()
-        deadline = start + seconds
+        self.deadline = start + seconds
         round_seed = first_seed
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < self.deadline:
                 before = self.stats.programs
-                for finding in self.round(examples_per_round, round_seed, deadline):
+                for finding in self.round(examples_per_round, round_seed):
                     self.record(finding)
                 self.stats.rounds += 1
                 round_seed += 1
@@ -204,7 +211,7 @@ def replay(path: str | Path, worker: Worker | None = None,
     own = worker or Worker()
     try:
         chosen = targets or (() if record["target"] == "reference" else (record["target"],))
-        outcomes = own.run(case, options, ("reference", *chosen))
+        outcomes = own.run(case, options, ("reference", "exact", *chosen))
     finally:
         if worker is None:
             own.stop()

@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 #: Size symbols, and the sizes drawn for them (1 and primes included).
 SYMBOLS = ("N", "M", "K", "L")
-SIZE_VALUES = (1, 2, 3, 4, 5, 7, 11, 13)
+SIZE_VALUES = (1, 2, 3, 4, 5, 7, 11, 13, 17, 32)
 #: Cap on the points of one statement's domain (PoCL runs every work-item on the CPU).
 WORK_LIMIT = 40_000
 FLOAT_TYPES = ("float", "double", "half", "bfloat16")
@@ -165,7 +165,7 @@ class _Gen:
         if own and choice <= 3:
             v = self.pick(own)
             return [v, f"{dim} - 1 - {v}", f"{v} / 2", f"({v} + 1) % {dim}"][choice]
-        if choice in (4, 5) and self.vars:
+        if (choice <= 5 or (choice == 6 and not indirect)) and self.vars:
             return f"min({self.pick(sorted(self.vars))}, {dim} - 1)"
         index = [t for t in self.tensors.values() if t.bound == dim]
         if choice == 6 and index and indirect:
