@@ -24,7 +24,9 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import re
+import tempfile
 import time
 import traceback
 import warnings
@@ -200,6 +202,9 @@ def _serve(conn, runner) -> None:
     """The worker's loop: (case dict, options text, targets) in; progress and outcomes out
     (``runner`` is :func:`run_target`, or a test's stand-in)."""
     logging.disable(logging.WARNING)
+    # PoCL writes files (broken.dot.N) into the working directory when its kernel
+    # compiler fails: keep them out of the repository.
+    os.chdir(tempfile.mkdtemp(prefix="tc-fuzz-"))
     while True:
         try:
             msg = conn.recv()
