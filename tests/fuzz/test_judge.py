@@ -108,5 +108,10 @@ def test_rounding_amplified_by_cancellation_is_excused() -> None:
     assert difference(want, got, exact=[("torch.float64", np.array([-11.0]))]) is None
     # A target far from an exact value that the reference is close to is still wrong.
     assert difference(want, got, exact=[("torch.float64", np.array([5.55]))]) is not None
+    # 0 * (a product that overflowed in float) is NaN; in another order, and exactly, 0.
+    nan = [("torch.float32", np.array([np.nan], np.float32))]
+    zero = [("torch.float32", np.array([0.0], np.float32))]
+    assert difference(nan, zero, exact=[("torch.float64", np.array([0.0]))]) is None
+    assert difference(nan, zero, exact=[("torch.float64", np.array([1.0]))]) is not None
     assert promote_text("def f(half(N) A) -> (B) { B(i) = float(A(i)) }") == \
         "def f(double(N) A) -> (B) { B(i) = double(A(i)) }"
