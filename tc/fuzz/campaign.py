@@ -86,12 +86,15 @@ def _size(item: tuple[Case, MappingOptions]) -> tuple[int, int]:
 
 
 def stored_keys(directory: str | Path) -> set[tuple[str, str, str]]:
-    """The keys (:meth:`Finding.key`) of the findings stored in ``directory``."""
+    """The keys (:meth:`Finding.key`) of the findings stored in ``directory`` that are
+    not fixed yet (a fixed one found again is a regression: news)."""
     from tc.fuzz.run import load_finding
 
     out = set()
     for path in sorted(Path(directory).glob("*.json")):
         record, case, options = load_finding(path)
+        if record.get("fixed"):
+            continue
         out.add(Finding(record["kind"], record["target"], record["detail"], case, options).key())
     return out
 
