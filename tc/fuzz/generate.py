@@ -314,6 +314,8 @@ class _Gen:
             cands = [(t, p) for t, p in cands if t.name != self.target]
         if not cands or (_plain(key) and self.chance(3)):
             lo = "1" if v in RED_VARS and key != "1" and self.chance(4) else "0"
+            if lo == "1" and key in SYMBOLS:
+                self.constraints.append((key, "2"))  # an empty range is a TcRangeError
             return None, f"{v} in {lo}:{key}"
         t, p = self.pick(cands)
         text = self.read(t, (p, v))
