@@ -6,7 +6,7 @@ torch.compile over the catalogue and its subsets, matmul-like layers within 2x o
 library, what tuning buys, and the per-call overhead. A goal that a run misses is
 reported with the layers that miss it, each with what its roofline row says (which
 limit applies and how far from it tc and torch are) and the cause found by reading
-its generated code and profiling it (:data:`CAUSES`): a number alone does not say
+its generated code and timing it under changed options (:data:`CAUSES`): a number alone does not say
 what to build next.
 
 Everything reads the report's plain dictionaries, so that ``python -m benchmarks.report
@@ -52,7 +52,8 @@ GOALS = (
 OVERHEAD_GOAL_US = 20.0
 
 #: Why a layer misses, from its generated C (``python -m tc explain --stage cpu``), its
-#: roofline row and profiles on the 2-core AVX-512 machine of the reports. Keyed by
+#: roofline row and timing experiments (one option changed at a time) on the 2-core
+#: AVX-512 machine of the reports. Keyed by
 #: catalogue name; a layer missing here is reported as "not analysed".
 CAUSES: dict[str, str] = {
     "tmm": "2 MFLOP: eager takes 13 us, so the call overhead (about 9 us) and waking the "
@@ -197,7 +198,7 @@ def goal_lines(report: Mapping[str, Any], backend: str = "cpu") -> list[str]:
         out += ["", "Layers on the wrong side of each missed goal (tc / torch):", "", *misses]
     if missing:
         out += ["", "What limits each of them (its roofline row, and the cause found in its "
-                "generated code and profile; kept in `benchmarks/goals.py`):", "",
+                "generated code and timing experiments; kept in `benchmarks/goals.py`):", "",
                 *(_cause_line(r) for r in missing.values())]
     return out
 
