@@ -23,6 +23,18 @@ _AXIS = {"x": 0, "y": 1, "z": 2}
 SHARED_BYTES = 48 * 1024
 
 
+def _has_barrier(s: k.Stmt) -> bool:
+    return any(isinstance(n, k.Barrier) for n in k.walk_stmts(s))
+
+
+def _ends_with_barrier(s: k.Stmt) -> bool:
+    """Whether the printed ``s`` ends with a barrier: a loop holding one is printed
+    with one at the end of its body (PoCL also rejects back-to-back barriers)."""
+    while isinstance(s, k.Block) and s.body:
+        s = s.body[-1]
+    return isinstance(s, k.Barrier) or isinstance(s, k.For) and _has_barrier(s.body)
+
+
 class OpenCLPrinter(CFamilyPrinter):
     name = "opencl"
     types = {
@@ -55,6 +67,20 @@ class OpenCLPrinter(CFamilyPrinter):
 
     def int64_suffix(self, signed: bool) -> str:
         return "L" if signed else "UL"
+
+    def s_For(self, s: k.For, depth: int) -> None:
+        # PoCL (5.x) aborts compiling some loops that hold a barrier ("Could not find a
+        # dominating alternative variable", fuzz finding a13bf4c580e0: a barrier
+        # between two pieces of a fused loop body) unless the body also ends with a
+        # barrier. A loop holding a barrier is uniform across the work-group (barriers
+        # are only placed in uniform code), so every work-item reaches the extra one.
+        if _ends_with_barrier(s.body) or not _has_barrier(s.body):
+            super().s_For(s, depth)
+            return
+        self.emit(self.loop_header(s, depth), depth)
+        self.stmt(s.body, depth + 1)
+        self.emit(self.barrier(), depth + 1)
+        self.emit("}", depth)
 
     def math_call(self, fn: str, args: str, double: bool) -> str:
         if fn == "rcbrt":
