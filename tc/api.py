@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tc import traced
 from tc.arguments import TORCH_DTYPES, BoundCall, bind, check_outputs, output_shapes
 from tc.backend import Backend, get_backend
 from tc.errors import TcArgumentError, TcArgumentTypeError, TcError, TcGradientError
@@ -91,6 +92,9 @@ class TcFunction:
         self.canonical = canonical
         self._backward: dict[tuple[int, ...] | None, Backward | TcGradientError] = {}
         self._gradient: dict[tuple[int, ...] | None, TcFunction] = {}
+        #: The name of the torch operator this entry point becomes when torch traces
+        #: it (tc.traced): a string, which Dynamo treats as a constant.
+        self._key = traced.key_for(self, fn.name)
 
     @property
     def name(self) -> str:
@@ -123,14 +127,33 @@ class TcFunction:
                 for shape, t in zip(output_shapes(self.ir, call.sizes), self.ir.outputs,
                                     strict=True)]
 
-    def _wrt(self, wrt: Sequence[int] | None) -> tuple[int, ...] | None:
+    def _wrt(self, wrt: Sequence[int | str] | None) -> tuple[int, ...] | None:
+        """``wrt`` (input names or indices, as ``python -m tc grad --wrt``) as indices
+        of floating-point inputs; None for all of them."""
         if wrt is None:
             return None
-        chosen = tuple(k for k in self.differentiable_inputs if k in set(wrt))
+        if isinstance(wrt, str | int):
+            wrt = [wrt]
+        names = [t.name for t in self.ir.inputs]
+        floats = [names[k] for k in self.differentiable_inputs]
+        wanted = set()
+        for w in wrt:
+            if isinstance(w, str):
+                if w not in names:
+                    raise TcGradientError(f"{self.name}: wrt names {w!r}, which is not an "
+                                          f"input; the inputs are {', '.join(names)}")
+                w = names.index(w)
+            elif not isinstance(w, int) or isinstance(w, bool) or not 0 <= w < len(names):
+                raise TcGradientError(f"{self.name}: wrt={list(wrt)}: give input names or "
+                                      f"indices 0..{len(names) - 1}")
+            if w not in self.differentiable_inputs:
+                raise TcGradientError(f"{self.name}: input {names[w]!r} is not floating-point "
+                                      f"and has no gradient; choose among {', '.join(floats)}")
+            wanted.add(w)
+        chosen = tuple(k for k in self.differentiable_inputs if k in wanted)
         if not chosen:
-            raise TcGradientError(
-                f"{self.name}: wrt={list(wrt)} names no floating-point input; give indices "
-                f"among {list(self.differentiable_inputs)}")
+            raise TcGradientError(f"{self.name}: wrt is empty; choose among "
+                                  f"{', '.join(floats)}")
         return None if chosen == self.differentiable_inputs else chosen
 
     def _derived(self, wrt: tuple[int, ...] | None) -> Backward:
@@ -145,16 +168,16 @@ class TcFunction:
             raise bw
         return bw
 
-    def gradient_text(self, wrt: Sequence[int] | None = None) -> str:
+    def gradient_text(self, wrt: Sequence[int | str] | None = None) -> str:
         """The TC text of the derived backward definition (see :meth:`gradient`)."""
         return self._derived(self._wrt(wrt)).text
 
-    def gradient(self, wrt: Sequence[int] | None = None) -> TcFunction:
+    def gradient(self, wrt: Sequence[int | str] | None = None) -> TcFunction:
         """The automatically derived backward definition, as an entry point.
 
         It takes the inputs, then the gradient of each floating-point result, and
-        returns the gradient of each floating-point input (of those among ``wrt``,
-        indices of inputs, when given); it compiles (and uses the cache) like any
+        returns the gradient of each floating-point input (of those ``wrt`` names, by
+        input name or index, when given); it compiles (and uses the cache) like any
         definition of this unit, its options asked of the unit's options factory with
         the backward's text and name. Raises :class:`tc.TcGradientError`, naming the
         statement, when the definition cannot be differentiated.
@@ -182,6 +205,15 @@ class TcFunction:
         """
         from tc.autograd import needs_grad, run_differentiable
 
+        if traced.tracing(inputs):  # torch.compile, torch.export: an operator node
+            results = traced.call(self._key, self, inputs)
+            if outputs is None:
+                return results
+            outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+            for dst, src in zip(outs, [results] if isinstance(results, torch.Tensor)
+                                else results, strict=True):
+                dst.copy_(src)
+            return outs[0] if len(outs) == 1 else tuple(outs)
         call = bind(self.ir, inputs)
         if outputs is not None:
             if isinstance(outputs, torch.Tensor):

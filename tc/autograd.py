@@ -114,21 +114,37 @@ class _HandWritten(torch.autograd.Function):
     def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
         inputs = ctx.saved_tensors
         result = ctx.backward(*inputs, *dense_gradients(grads, ctx.float_outputs, ctx.metas))
-        result = (result,) if isinstance(result, torch.Tensor) else tuple(result)
-        float_inputs = [k for k, t in enumerate(inputs) if t.dtype.is_floating_point]
-        if len(result) == len(inputs):
-            slots = list(result)
-        elif len(result) == len(float_inputs):
-            slots = spread(float_inputs, result, len(inputs))
-        else:
-            raise TcArgumentError(
-                f"the backward returned {len(result)} gradient(s); it must return one per "
-                f"input ({len(inputs)}) or one per floating-point input ({len(float_inputs)})")
-        for k, (g, t) in enumerate(zip(slots, inputs, strict=True)):
-            if g is not None and tuple(g.shape) != tuple(t.shape):
-                raise TcArgumentError(f"the backward's gradient {k} has shape "
-                                      f"{tuple(g.shape)}, input {k} has shape {tuple(t.shape)}")
-        return (None, None, *slots)
+        return (None, None, *hand_written_slots(result, inputs))
+
+
+def hand_written_slots(result: Any, inputs: Sequence[torch.Tensor]
+                       ) -> list[torch.Tensor | None]:
+    """A hand-written backward's result (one gradient per input, or one per
+    floating-point input) as one slot per input, checked against the inputs' shapes."""
+    result = (result,) if isinstance(result, torch.Tensor) else tuple(result)
+    float_inputs = [k for k, t in enumerate(inputs) if t.dtype.is_floating_point]
+    if len(result) == len(inputs):
+        slots = list(result)
+    elif len(result) == len(float_inputs):
+        slots = spread(float_inputs, result, len(inputs))
+    else:
+        raise TcArgumentError(
+            f"the backward returned {len(result)} gradient(s); it must return one per "
+            f"input ({len(inputs)}) or one per floating-point input ({len(float_inputs)})")
+    for k, (g, t) in enumerate(zip(slots, inputs, strict=True)):
+        if g is not None and tuple(g.shape) != tuple(t.shape):
+            raise TcArgumentError(f"the backward's gradient {k} has shape "
+                                  f"{tuple(g.shape)}, input {k} has shape {tuple(t.shape)}")
+    return slots
+
+
+def float_input_gradients(result: Any, inputs: Sequence[torch.Tensor]
+                          ) -> tuple[torch.Tensor, ...]:
+    """A hand-written backward's result as the gradients of the floating-point inputs
+    only, zeros where it gave None (what a tc backward operator returns)."""
+    slots = hand_written_slots(result, inputs)
+    return tuple(torch.zeros_like(t) if g is None else g
+                 for g, t in zip(slots, inputs, strict=True) if t.dtype.is_floating_point)
 
 
 def make_autograd(forward: Callable, backward: Callable) -> Callable[..., Any]:
@@ -147,8 +163,21 @@ def make_autograd(forward: Callable, backward: Callable) -> Callable[..., Any]:
         raise TcArgumentTypeError("make_autograd(forward, backward) takes two callables, "
                                   "such as entry points of tc.define")
 
-    def function(*inputs: torch.Tensor):
-        return _HandWritten.apply(forward, backward, *inputs)
+    from tc import traced
+    from tc.api import TcFunction
+
+    if isinstance(forward, TcFunction) and isinstance(backward, TcFunction):
+        # Under torch.compile and torch.export, an operator differentiated by the
+        # backward entry point (tc.traced): a node in both graphs, no graph break.
+        key = traced.key_for(forward, forward.name, backward._key)
+
+        def function(*inputs: Any):
+            if traced.tracing(inputs):
+                return traced.call(key, forward, inputs)
+            return _HandWritten.apply(forward, backward, *inputs)
+    else:
+        def function(*inputs: Any):
+            return _HandWritten.apply(forward, backward, *inputs)
 
     function.__name__ = getattr(forward, "name", getattr(forward, "__name__", "tc_function"))
     function.__doc__ = f"{function.__name__} with a hand-written backward (tc.make_autograd)"

@@ -91,7 +91,7 @@ class _Registration:
     library: torch.library.Library
 
 
-class _Target:
+class OperatorTarget:
     """The TcFunction an operator runs; re-registering the same definition (with other
     options, back end or cache) swaps it, and compiled graphs that call the operator
     pick the new one up. Also memoises the derived backward definition."""
@@ -118,7 +118,7 @@ class _Target:
 
 
 _LOCK = threading.Lock()
-_REGISTRY: dict[str, tuple[_Registration, _Target]] = {}
+_REGISTRY: dict[str, tuple[_Registration, OperatorTarget]] = {}
 #: Operator names taken by registrations, including their backward operators.
 _TAKEN: dict[str, str] = {}
 
@@ -155,7 +155,7 @@ def register_op(
     ns, name = _parse_qualname(qualname)
     unit = define(lang, options_factory, backend=backend, cache=cache)
     fn = _entry(unit, entry)
-    sig = _signature(fn)
+    sig = operator_signature(fn)
     schema = sig.schema()
     with _LOCK:
         known = _REGISTRY.get(qualname)
@@ -167,16 +167,14 @@ def register_op(
                     f"({reg.entry}{reg.schema}); pick another name")
             target.replace(fn)
             return getattr(getattr(torch.ops, ns), name)
-        backward = f"{ns}::{name}{BACKWARD_SUFFIX}" if _needs_backward(sig) else None
+        backward = f"{ns}::{name}{BACKWARD_SUFFIX}" if needs_backward(sig) else None
         for q in (qualname, backward):
             if q is not None:
                 _check_free(q, qualname)
-        target = _Target(fn)
+        target = OperatorTarget(fn)
         lib = torch.library.Library(ns, "FRAGMENT")
         try:
-            _define_forward(lib, qualname, sig, target, backward)
-            if backward is not None:
-                _define_backward(lib, backward, sig, target)
+            define_operators(lib, qualname, sig, target, backward)
         except RuntimeError as e:
             # Dropping the library undoes whatever part of the registration was made.
             lib = None
@@ -220,7 +218,7 @@ def _entry(unit, entry: str | None) -> TcFunction:
     return unit[unit.entry_points[0]]
 
 
-def _signature(fn: TcFunction) -> _Signature:
+def operator_signature(fn: TcFunction) -> _Signature:
     """The operator signature of a definition. Argument names that the schema parser
     refuses (Python keywords such as ``lambda``, which TC allows) get trailing
     underscores, as many as keep them distinct."""
@@ -237,7 +235,7 @@ def _signature(fn: TcFunction) -> _Signature:
     return _Signature(tuple(inputs), tuple(TORCH_DTYPES[d.dtype] for d in fn.ir.outputs))
 
 
-def _needs_backward(sig: _Signature) -> bool:
+def needs_backward(sig: _Signature) -> bool:
     return bool(sig.differentiable_inputs and sig.differentiable_outputs)
 
 
@@ -303,8 +301,18 @@ def _device(inputs: Sequence[torch.Tensor]) -> torch.device:
     return inputs[0].device if inputs else torch.device("cpu")
 
 
+def define_operators(lib: torch.library.Library, qualname: str, sig: _Signature,
+                     target: OperatorTarget, backward: str | None) -> None:
+    """Define in ``lib`` the operator ``qualname`` running ``target.fn`` and, unless
+    ``backward`` is None, the operator ``backward`` computing its gradients with
+    ``target.gradient()`` (also used by :mod:`tc.traced`)."""
+    _define_forward(lib, qualname, sig, target, backward)
+    if backward is not None:
+        _define_backward(lib, backward, sig, target)
+
+
 def _define_forward(lib: torch.library.Library, qualname: str, sig: _Signature,
-                    target: _Target, backward: str | None) -> None:
+                    target: OperatorTarget, backward: str | None) -> None:
     torch.library.define(qualname, sig.schema(), lib=lib, tags=(torch.Tag.pt2_compliant_tag,))
 
     def kernel(*inputs: torch.Tensor):
@@ -354,7 +362,7 @@ def _autograd_formula(sig: _Signature, backward: str | None
 
 
 def _define_backward(lib: torch.library.Library, qualname: str, forward: _Signature,
-                     target: _Target) -> None:
+                     target: OperatorTarget) -> None:
     sig = _backward_signature(forward)
     torch.library.define(qualname, sig.schema(), lib=lib, tags=(torch.Tag.pt2_compliant_tag,))
     diff_in = forward.differentiable_inputs

@@ -234,9 +234,19 @@ def test_gradients_of_some_inputs_only() -> None:
     dW, dbias = fn.gradient(wrt=[1, 2])(x, W, bias, dy)
     full = fn.gradient()(x, W, bias, dy)
     torch.testing.assert_close((dW, dbias), full[1:])
-    with pytest.raises(tc.TcGradientError, match=r"wrt=\[7\] names no floating-point input; "
-                       r"give indices among \[0, 1, 2\]"):
+    with pytest.raises(tc.TcGradientError, match=r"wrt=\[7\]: give input names or "
+                       r"indices 0..2"):
         fn.gradient(wrt=[7])
+    # Names, as the CLI's --wrt takes them.
+    assert fn.gradient_text(wrt=["W", "bias"]) == text
+    assert fn.gradient(wrt=["bias", 1]) is fn.gradient(wrt=[1, 2])
+    with pytest.raises(tc.TcGradientError, match="'w', which is not an input; the inputs "
+                       "are x, W, bias"):
+        fn.gradient(wrt=["w"])
+    ints = tc.define("def f(float(N) X, int32(N) i) -> (Y) { Y(n) = X(n) }",
+                     backend="reference").f
+    with pytest.raises(tc.TcGradientError, match="'i' is not floating-point"):
+        ints.gradient(wrt=["i"])
     with pytest.raises(tc.TcGradientError, match="none of the inputs"):
         derive(check_text("def f(float(N) X, int32(N) i) -> (Y) { Y(n) = X(n) }")
                .functions["f"], wrt=(1,))
