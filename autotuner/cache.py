@@ -37,6 +37,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import sqlite3
 import statistics
 import time
@@ -146,6 +147,23 @@ def signature_text(call: BoundCall) -> str:
                 f"[{','.join(map(str, t.stride()))}]")
 
     return "; ".join(one(t) for t in call.inputs)
+
+
+_ONE_INPUT = re.compile(r"(\w+)\[([\d,]*)\]/\[([\d,]*)\]")
+
+
+def _shapes(signature: str) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]] | None:
+    """Per input of a :func:`signature_text`: dtype, shape and strides (None if the
+    text is not one)."""
+    out = []
+    for part in signature.split("; ") if signature else []:
+        m = _ONE_INPUT.fullmatch(part)
+        if m is None:
+            return None
+        dtype, shape, strides = m.groups()
+        out.append((dtype, tuple(int(v) for v in shape.split(",") if v),
+                    tuple(int(v) for v in strides.split(",") if v)))
+    return out
 
 
 def device_text(backend: str, arch: str | None = None, device_index: int | None = None) -> str:
@@ -374,6 +392,37 @@ class CompilationCache:
         """The best entry of ``key``, or None on a miss."""
         entries = self.lookup(key)
         return entries[0] if entries else None
+
+    def related(self, key: CacheKey) -> list[tuple[CacheKey, list[CacheEntry]]]:
+        """The keys of the same definition, target, device and versions as ``key`` with
+        inputs of the same dtypes and ranks but other sizes or strides, nearest sizes
+        first, each with its entries (best first). What a call of a size never tuned
+        reuses: the options tuned at another size, and a size-generic kernel's artefact
+        (checked against the call's class before it runs: codegen.artifact)."""
+
+        def body():
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT DISTINCT digest, " + ", ".join(_KEY_FIELDS) + " FROM entries "
+                    "WHERE canonical = ? AND backend = ? AND device = ? AND versions = ? "
+                    "AND digest != ?", (key.canonical, key.backend, key.device, key.versions,
+                                        key.digest)).fetchall()
+            want = _shapes(key.signature)
+            near = []
+            for row in rows:
+                other = CacheKey(*row)
+                shapes = _shapes(other.signature)
+                if want is None or shapes is None or [(d, len(s)) for d, s, _ in shapes] != [
+                        (d, len(s)) for d, s, _ in want]:
+                    continue
+                distance = sum(abs(math.log(max(a, 1)) - math.log(max(b, 1)))
+                               for (_, sa, _), (_, sb, _) in zip(shapes, want, strict=True)
+                               for a, b in zip(sa, sb, strict=True))
+                near.append((distance, other.signature, other))
+            near.sort(key=lambda t: t[:2])
+            return [(k, self._entries(k)) for _, _, k in near]
+
+        return self._guard("lookup", [], body)
 
     def summary(self) -> list[tuple[CacheKey, float, int]]:
         """Every key with its best median time and its number of option sets."""

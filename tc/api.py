@@ -47,8 +47,9 @@ def make_load_from_cache_options_factory(cache_filename: str | os.PathLike | Com
                                          arch: str | None = None) -> OptionsFactory:
     """An options factory giving the best options of the compilation cache
     ``cache_filename`` (a path, None for the default cache, or an open
-    ``CompilationCache``) for each input signature, and naive
-    options (with a logged warning) for a signature the cache does not hold.
+    ``CompilationCache``) for each input signature; for a signature the cache does not
+    hold, the best options tuned for the nearest other sizes of the same definition
+    (same dtypes and ranks), else naive options (with a logged warning).
 
     Its ``cache`` attribute (an ``autotuner.cache.CompilationCache``) is what
     ``tc.define(lang, factory)`` hands to its back end, so that a kernel stored with
@@ -68,12 +69,20 @@ def make_load_from_cache_options_factory(cache_filename: str | os.PathLike | Com
         call = fn.bind(*inputs)
         name = backend or default_target(call.device.type).name
         try:
-            best = cache.best(cache_key(fn.canonical, entry_point, call, name, arch))
+            key = cache_key(fn.canonical, entry_point, call, name, arch)
+            best = cache.best(key)
         except TcError as e:
             _log.warning("compilation cache not consulted for %s (%s): naive options",
                          entry_point, e)
             return MappingOptions("naive")
         if best is None:
+            # Options tuned for other sizes of the definition (nearest first) suit this
+            # one too, and with size-generic kernels the kernel itself may be reused.
+            for other, entries in cache.related(key):
+                if entries:
+                    _log.info("options of %s tuned for inputs %s reused for %s", entry_point,
+                              other.signature, call.signature()[:-1])
+                    return entries[0].options.copy()
             _log.warning("no tuned options for %s with inputs %s in %s: naive options",
                          entry_point, call.signature()[:-1], cache.path)
             return MappingOptions("naive")

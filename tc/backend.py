@@ -112,20 +112,37 @@ class CompiledBackend:
             log.info("stored %s for %s in %s", fn.name, call.signature(), self.cache.path)
 
     def _from_cache(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
-        """The executor of the cache's artefact for exactly these options, or None."""
+        """The executor of the cache's artefact for exactly these options, or None: the
+        call's own key first; then, for a target that compiles these options for every
+        size, the artefacts stored for other sizes of the definition (one serves the
+        call when its class matches: checked by Executor.from_artifact)."""
         canonical = self.canonicals.get(fn)
         if self.cache is None or canonical is None:
             return None
         from autotuner.cache import cache_key
-        from codegen.artifact import ArtifactMismatch
-        from codegen.executor import Executor
+        from codegen.executor import uses_symbolic_sizes
 
         try:
             key = cache_key(canonical, fn.name, call, self.name, self.arch)
         except TcError as e:
             log.warning("compilation cache not consulted for %s: %s", fn.name, e)
             return None
-        for entry in self.cache.lookup(key):
+        ex = self._load(fn, call, options, self.cache.lookup(key), exact=True)
+        if ex is None and uses_symbolic_sizes(self.target, options):
+            for _, entries in self.cache.related(key):
+                ex = self._load(fn, call, options, entries, exact=False)
+                if ex is not None:
+                    break
+        return ex
+
+    def _load(self, fn: ir.Function, call: BoundCall, options: MappingOptions,
+              entries, exact: bool):
+        """The executor of the first of ``entries`` with these options and an artefact
+        that serves ``call``, or None."""
+        from codegen.artifact import ArtifactError, ArtifactMismatch
+        from codegen.executor import Executor
+
+        for entry in entries:
             if entry.options != options or entry.artifact is None:
                 continue
             try:
@@ -133,12 +150,17 @@ class CompiledBackend:
                                             self.arch, fn=fn)
             except ArtifactMismatch as e:  # e.g. renamed identifiers: same options, recompile
                 log.info("cached kernel of %s not reused (%s); compiling", fn.name, e)
+            except ArtifactError as e:
+                if exact:
+                    log.warning("cached kernel of %s is unusable (%s); compiling", fn.name, e)
+                else:  # stored for another size: of another class, or not size-generic
+                    log.debug("cached kernel of %s does not serve this call (%s)", fn.name, e)
             except TcBackendError as e:
                 log.warning("cached kernel of %s is unusable (%s); compiling", fn.name, e)
             else:
                 if ex.program.options == options:
-                    log.info("loaded %s for %s from the compilation cache", fn.name,
-                             call.signature())
+                    log.info("loaded %s for %s from the compilation cache%s", fn.name,
+                             call.signature(), "" if exact else " (stored for other sizes)")
                     return ex
                 log.warning("cached kernel of %s was compiled with other options than its "
                             "entry's; compiling", fn.name)

@@ -505,3 +505,47 @@ def test_cli(path, tmp_path, capsys, monkeypatch) -> None:
 
 def test_schema_constants() -> None:
     assert isinstance(cache_mod.SCHEMA_VERSION, int) and cache_mod.SCHEMA_VERSION >= 1
+
+
+# -- other sizes of a tuned definition (issue 13: one compile for all batch sizes) -----------
+
+
+def _batch(b: int, seed: int = 5) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(*s, generator=g) for s in ((b, 6), (3, 6), (3,)))
+
+
+def test_related_keys_are_the_same_definition_at_other_sizes_nearest_first(path) -> None:
+    cache = CompilationCache(path)
+    for b in (2, 40, 9):
+        cache.store(_key(inputs=_batch(b)), TUNED.unroll(b), [0.001 * b])
+    cache.store(_key(inputs=_batch(9), backend="opencl"), TUNED, [0.001])  # other target
+    k9 = _key(inputs=_batch(9))
+    other_dtype = CacheKey.create(k9.canonical, k9.entry, k9.signature.replace("float32",
+                                                                                "float64"),
+                                  k9.backend, k9.device, k9.versions)
+    cache.store(other_dtype, TUNED, [0.001])  # not related
+    related = cache.related(_key(inputs=_batch(7)))
+    assert [k.signature.split(";")[0] for k, _ in related] == [
+        "float32[9,6]/[6,1]", "float32[2,6]/[6,1]", "float32[40,6]/[6,1]"]
+    assert related[0][1][0].options == TUNED.unroll(9)
+    assert all(k.backend == DEFAULT for k, _ in related)
+    assert len(cache.related(k9)) == 2  # itself excluded
+
+
+def test_a_new_batch_size_reuses_tuned_options_and_the_generic_kernel(path) -> None:
+    """Options tuned at batch 5 serve batch 13 (nearest tuned size), and on a target
+    whose kernels take the sizes as arguments the stored kernel itself runs: nothing
+    is compiled, in a fresh unit as in a fresh process."""
+    if not default_target("cpu").symbolic_sizes:
+        pytest.skip("the default CPU target compiles per size")
+    artifact = tc.compile(FC, "fc_relu", TUNED, *_batch(5), backend=DEFAULT).artifact()
+    CompilationCache(path).store(_key(inputs=_batch(5)), TUNED, [0.001], artifact)
+    T = tc.define(FC, tc.make_load_from_cache_options_factory(path))
+    before = stats.snapshot()
+    for b in (13, 1, 5, 64):
+        x, W, bias = _batch(b, seed=b)
+        torch.testing.assert_close(T.fc_relu(x, W, bias), _expected(x, W, bias))
+        assert T.options_for(T.fc_relu.ir, T.fc_relu.bind(x, W, bias)) == TUNED
+    assert stats.COUNTERS["compile_program"] == before.get("compile_program", 0)
+    assert stats.COUNTERS["cc_compile"] == before.get("cc_compile", 0)
