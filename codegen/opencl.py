@@ -186,15 +186,7 @@ def launch(
     written buffers are synchronised back to the tensors' memory before this returns.
     """
     args = pack_args(args)  # KernelArg values pass through unchanged
-    ctx, queue = pocl_device()
-    dev = ctx.devices[0]
-    g, b = grid_block_check(grid, block, device_limits())
-    kernel = _kernel(program, kernel_name)
-    kernel_max = kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dev)
-    if b[0] * b[1] * b[2] > kernel_max:
-        raise TcBackendError(
-            f"block {b} exceeds the work-group size limit {kernel_max} of {kernel_name!r}"
-        )
+    ctx, _ = pocl_device()
     values: list[object] = []
     synced: list[tuple[cl.Buffer, np.ndarray]] = []
     for i, arg in enumerate(args):
@@ -207,16 +199,78 @@ def launch(
             values.append(buf)
             if host is not None and arg.written:
                 synced.append((buf, host))
-    global_size = tuple(g[i] * b[i] for i in range(3))
+    _run(program, kernel_name, grid, block, values, synced)
+
+
+def launch_tensors(program: cl.Program, kernel_name: str, grid: Sequence[int],
+                   block: Sequence[int], tensors: Sequence[torch.Tensor], n_inputs: int,
+                   scalars: Sequence[np.generic]) -> None:
+    """:func:`launch` for the executor's call path: buffers over ``tensors`` (the
+    first ``n_inputs`` only read), then ``scalars`` already as the kernel's numpy
+    types (prepared once per call signature). No :class:`KernelArg` per call: the
+    per-call overhead is what a memoised call costs (issue 13)."""
+    ctx, _ = pocl_device()
+    flags = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
+    values: list[object] = []
+    synced: list[tuple[cl.Buffer, np.ndarray]] = []
+    for i, t in enumerate(tensors):
+        if t.is_contiguous() and t.numel() and t.device.type == "cpu" and \
+                t.nbytes <= _max_alloc(ctx):
+            host = t.detach().reshape(-1).view(torch.uint8).numpy()
+            buf = cl.Buffer(ctx, flags, hostbuf=host)
+        else:  # strided views, empty tensors, errors: the general path
+            buf, host = _buffer(ctx, KernelArg.buffer(t, written=i >= n_inputs), i)
+        values.append(buf)
+        if host is not None and i >= n_inputs:
+            synced.append((buf, host))
+    values.extend(scalars)
+    _run(program, kernel_name, grid, block, values, synced)
+
+
+@functools.cache
+def _max_alloc(ctx: cl.Context) -> int:
+    return ctx.devices[0].max_mem_alloc_size
+
+
+def _run(program: cl.Program, kernel_name: str, grid: Sequence[int], block: Sequence[int],
+         values: list[object], synced: list[tuple[cl.Buffer, np.ndarray]]) -> None:
+    """Set the arguments, launch, and wait until ``synced`` buffers are in host memory."""
+    _, queue = pocl_device()
+    kernel = _kernel(program, kernel_name)
+    global_size, b = _configuration(program, kernel, kernel_name, grid, block)
     try:
         with _launch_lock:
             kernel.set_args(*values)
             cl.enqueue_nd_range_kernel(queue, kernel, global_size, b)
-        for buf, host in synced:
-            _sync_to_host(queue, buf, host)
+            # Maps of the written buffers, waited for together: a blocking map per
+            # buffer cost a round trip to PoCL's worker threads each (issue 13: the
+            # per-call overhead).
+            maps = [(cl.enqueue_map_buffer(queue, buf, cl.map_flags.READ, 0, host.shape,
+                                           host.dtype, is_blocking=False)[0], host)
+                    for buf, host in synced]
         queue.finish()
+        for mapped, host in maps:
+            _sync_to_host(queue, mapped, host)
     except cl.Error as e:
         raise TcBackendError(f"OpenCL launch of {kernel_name!r} failed: {e}") from e
+
+
+def _configuration(program: cl.Program, kernel: cl.Kernel, name: str, grid: Sequence[int],
+                   block: Sequence[int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The global and local sizes of a launch, checked against the device's and the
+    kernel's limits once per (kernel, grid, block): a prepared launch record."""
+    records = program.__dict__.setdefault("_tc_launches", {})
+    key = (name, tuple(grid), tuple(block))
+    record = records.get(key)
+    if record is None:
+        g, b = grid_block_check(grid, block, device_limits())
+        dev = pocl_device()[0].devices[0]
+        kernel_max = kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dev)
+        if b[0] * b[1] * b[2] > kernel_max:
+            raise TcBackendError(
+                f"block {b} exceeds the work-group size limit {kernel_max} of {name!r}")
+        record = records[key] = (tuple(g[i] * b[i] for i in range(3)), b)
+    return record
 
 
 def _buffer(ctx: cl.Context, arg: KernelArg, i: int) -> tuple[cl.Buffer, np.ndarray | None]:
@@ -237,15 +291,12 @@ def _buffer(ctx: cl.Context, arg: KernelArg, i: int) -> tuple[cl.Buffer, np.ndar
     return cl.Buffer(ctx, flags, hostbuf=host), host
 
 
-def _sync_to_host(queue: cl.CommandQueue, buf: cl.Buffer, host: np.ndarray) -> None:
-    """Make the kernel's writes visible in ``host``.
+def _sync_to_host(queue: cl.CommandQueue, mapped: np.ndarray, host: np.ndarray) -> None:
+    """Make the kernel's writes visible in ``host`` from its completed read map.
 
     Mapping a USE_HOST_PTR buffer synchronises the host memory (PoCL writes it in
     place, so the map is free); if the implementation maps elsewhere, copy back.
     """
-    mapped, _ = cl.enqueue_map_buffer(
-        queue, buf, cl.map_flags.READ, 0, host.shape, host.dtype, is_blocking=True
-    )
     try:
         if mapped.__array_interface__["data"][0] != host.__array_interface__["data"][0]:
             log.debug("USE_HOST_PTR not honoured: copying %d bytes back", host.nbytes)

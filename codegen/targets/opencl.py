@@ -135,10 +135,20 @@ class OpenCLTarget(Target):
 
     def launch(self, handle: Any, kernel: k.Kernel, tensors: Sequence[Any], n_inputs: int,
                sizes: Sequence[int]) -> None:
-        from codegen.opencl import launch
+        from codegen.opencl import launch_tensors
 
-        launch(handle, kernel.name, kernel.grid, kernel.block,
-               self.packed(tensors, n_inputs, sizes, kernel))
+        # The size arguments as numpy scalars of the kernel's index type, prepared once
+        # per (kernel, sizes): the executor passes the same sizes tuple for a signature.
+        prepared = handle.__dict__.setdefault("_tc_scalars", {})
+        key = (kernel.name, tuple(sizes))
+        scalars = prepared.get(key)
+        if scalars is None:
+            if len(prepared) >= 256:
+                prepared.clear()
+            scalars = prepared[key] = [a.numpy_scalar() for a in
+                                       self.packed([], 0, sizes, kernel)]
+        launch_tensors(handle, kernel.name, kernel.grid, kernel.block, tensors, n_inputs,
+                       scalars)
 
     def device_text(self, arch: str | None = None, device_index: int | None = None) -> str:
         from codegen.opencl import pocl_device

@@ -256,6 +256,8 @@ def test_sync_copies_back_when_the_map_is_elsewhere() -> None:
     device_data = np.arange(8, dtype=np.uint8)
     buf = cl.Buffer(ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=device_data)
     host = np.zeros(8, dtype=np.uint8)
-    opencl._sync_to_host(queue, buf, host)
+    mapped, _ = cl.enqueue_map_buffer(queue, buf, cl.map_flags.READ, 0, host.shape, host.dtype,
+                                      is_blocking=True)
+    opencl._sync_to_host(queue, mapped, host)
     queue.finish()
     assert host.tolist() == list(range(8))
