@@ -191,6 +191,8 @@ def _cached_build(source: str) -> Library:
                                  f"{r.stderr.strip()}\n--- source ---\n{number_lines(source)}")
         with open(so, "rb") as f:
             binary = f.read()
+    if r.stderr.strip():  # warnings of a build that worked: for logging, not the terminal
+        log.debug("C compiler messages:\n%s", r.stderr.strip())
     log.debug("compiled a C library of %d bytes from %d chars", len(binary), len(source))
     return load_library(binary, count=False)
 

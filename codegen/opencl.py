@@ -7,10 +7,15 @@ starting at its first element, and the kernel indexes it with the tensor's strid
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyopencl as cl
@@ -119,7 +124,11 @@ def _compile(source: str, options: tuple[str, ...]) -> cl.Program:
     dev = ctx.devices[0]
     program = cl.Program(ctx, source)
     try:
-        program.build(options=list(options), devices=[dev])
+        # PoCL's compiler prints warnings ("loop not unrolled", "2 warnings generated")
+        # on the process's stderr and pyopencl repeats them as CompilerWarning: for a
+        # build that works they go to logging, not to the user's terminal.
+        with _build_messages() as messages:
+            program.build(options=list(options), devices=[dev])
     except cl.Error as e:
         try:
             build_log = program.get_build_info(dev, cl.program_build_info.LOG)
@@ -129,8 +138,39 @@ def _compile(source: str, options: tuple[str, ...]) -> cl.Program:
             f"OpenCL build failed (options: {' '.join(options) or 'none'}):\n"
             f"{build_log.strip()}\n--- source ---\n{number_lines(source)}"
         ) from e
+    if messages:
+        with contextlib.suppress(cl.Error):  # the warnings themselves are in the build log
+            messages.insert(0, program.get_build_info(dev, cl.program_build_info.LOG).strip())
+        log.debug("OpenCL compiler messages:\n%s", "\n".join(messages))
     log.debug("built OpenCL program (%d chars, options %s)", len(source), options)
     return program
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _build_messages() -> Iterator[list[str]]:
+    """Collects, into the yielded list, what a build prints on file descriptor 2 and
+    the Python warnings it raises, instead of showing them. The descriptor is the
+    process's: other threads' output in the meantime is collected too (and logged)."""
+    messages: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield messages
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace").strip()
+            messages.extend([text] if text else [])
+            messages.extend(str(w.message).strip() for w in caught)
 
 
 def program_binary(program: cl.Program) -> bytes:

@@ -340,3 +340,20 @@ def test_symbolic_bounds_checks_use_the_call_sizes() -> None:
             gather(a, torch.tensor([0, n], dtype=torch.int32))
         idx = torch.tensor([n - 1, 0], dtype=torch.int32)
         torch.testing.assert_close(gather(a, idx), a[idx.long()])
+
+
+def test_c_compiler_warnings_go_to_logging(capfd, caplog) -> None:
+    """The C compiler's warnings of a build that works are logged, not shown."""
+    import logging
+    import uuid
+
+    from codegen import cc
+
+    if cc.compiler() is None:
+        pytest.skip("no C compiler")
+    tag = uuid.uuid4().hex
+    with caplog.at_level(logging.DEBUG, logger="codegen.cc"):
+        cc.build_library(f'#warning "tc-test {tag}"\nint tc_probe(void) {{ return 1; }}\n')
+    out, err = capfd.readouterr()
+    assert tag not in out + err
+    assert tag in caplog.text

@@ -261,3 +261,21 @@ def test_sync_copies_back_when_the_map_is_elsewhere() -> None:
     opencl._sync_to_host(queue, mapped, host)
     queue.finish()
     assert host.tolist() == list(range(8))
+
+
+def test_build_warnings_go_to_logging_not_the_terminal(capfd, caplog) -> None:
+    """PoCL's compiler prints warnings on stderr and pyopencl repeats them as a
+    CompilerWarning: a build that works logs them (debug) and shows nothing."""
+    import logging
+    import uuid
+    import warnings
+
+    src = (f'#warning "tc-test {uuid.uuid4().hex}"\n'  # a fresh source: no PoCL cache hit
+           "__kernel void k(__global float* a) { a[0] = 1.0f; }")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a CompilerWarning reaching the user would raise
+        with caplog.at_level(logging.DEBUG, logger="codegen.opencl"):
+            build_program(src)
+    out, err = capfd.readouterr()
+    assert "tc-test" not in out + err and "warning" not in err.lower()
+    assert "tc-test" in caplog.text
