@@ -74,6 +74,7 @@ class CompiledBackend:
         self.name = self.target.name
         self.arch = arch
         self._executors: dict[tuple, object] = {}
+        self._fast: dict[tuple, tuple] = {}  # see executor()
         self.cache = None  # an autotuner.cache.CompilationCache, or None
         self.canonicals: dict[ir.Function, str] = {}  # canonical texts, for cache keys
         self.store: set[ir.Function] = set()  # functions whose new kernels go to the cache
@@ -81,6 +82,21 @@ class CompiledBackend:
 
     def executor(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
         """The executor for this call's signature (compiled on first use)."""
+        # The per-call fast path: the exact signature seen before with the same options
+        # object holding the same values (kept here, so their identity is sound). The
+        # full key (a signature's class, split sums, index width) costs more than the
+        # launch of a small kernel.
+        fast = (fn, call.signature(), id(options))
+        hit = self._fast.get(fast)
+        if hit is not None and hit[0] is options.key():
+            return hit[1]
+        ex = self._executor(fn, call, options)
+        if len(self._fast) >= 4096:
+            self._fast.clear()
+        self._fast[fast] = (options.key(), ex)
+        return ex
+
+    def _executor(self, fn: ir.Function, call: BoundCall, options: MappingOptions):
         from codegen.executor import build_executor, memo_key
 
         key = memo_key(fn, call, options, self.target)
