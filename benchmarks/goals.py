@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks import defaults
+
 __all__ = ["CAUSES", "GOALS", "Goal", "goal_lines"]
 
 
@@ -188,6 +190,8 @@ def goal_lines(report: Mapping[str, Any], backend: str = "cpu") -> list[str]:
             continue
         misses.append(f"- **{goal.text}**: {names}.")
         missing.update((r["kernel"], r) for r in bad if r["kernel"] not in missing)
+    default_rows, default_notes = defaults.goal_lines(report, backend)
+    out += default_rows
     calls = report.get("overhead") or {}
     mine = [v for what, v in calls.get("rows", []) if what.startswith(f"{backend}:")]
     if mine:
@@ -196,6 +200,8 @@ def goal_lines(report: Mapping[str, Any], backend: str = "cpu") -> list[str]:
                    f"{worst:.1f} | {'yes' if worst <= OVERHEAD_GOAL_US else 'no'} |")
     if misses:
         out += ["", "Layers on the wrong side of each missed goal (tc / torch):", "", *misses]
+    if default_notes:
+        out += ["", "Default options (`tc.defaults`, issue 13):", "", *default_notes]
     if missing:
         out += ["", "What limits each of them (its roofline row, and the cause found in its "
                 "generated code and timing experiments; kept in `benchmarks/goals.py`):", "",

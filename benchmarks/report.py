@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import cache_latency, goals
-from benchmarks.runner import BOUND_RATIOS, COLUMNS, EAGER_FACTOR, NOISY, RATIOS, TUNING_RATIO
+from benchmarks.runner import (
+    BOUND_RATIOS,
+    COLUMNS,
+    DEFAULT_RATIOS,
+    EAGER_FACTOR,
+    NOISY,
+    RATIOS,
+    TUNING_RATIO,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +46,11 @@ SUBSETS: dict[str, tuple[str, ...] | None] = {
     "all kernels": None, "fused layers": FUSED_LAYERS, "matmul-like": MATMUL_LIKE}
 #: The ratios summarised by geomeans, as ``"num/den"`` keys of a row's ``ratios``.
 GEOMEAN_RATIOS = ("tuned/eager", "tuned/compile", "naive/tuned", "naive/eager",
-                  "tuned/bound", "naive/bound", "eager/bound", "compile/bound")
+                  "default/tuned", "default/naive", "default/eager",
+                  "tuned/bound", "naive/bound", "default/bound", "eager/bound",
+                  "compile/bound")
+#: A report written before the "default" cell existed (schema < 4) shows it as this.
+_NOT_MEASURED = {"status": "skipped", "note": "not measured (report of schema < 4)"}
 
 
 # -- geomeans --------------------------------------------------------------------------------
@@ -150,18 +162,26 @@ def machine_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _cell(r: Mapping[str, Any], c: str) -> Mapping[str, Any]:
+    """Cell ``c`` of row ``r`` (a "not measured" cell where an old report has none)."""
+    return r["cells"].get(c, _NOT_MEASURED)
+
+
 def _times_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    shown = (*RATIOS, TUNING_RATIO, *DEFAULT_RATIOS)
     head = ["kernel", "sizes", "backend", "eager ms", "torch.compile ms", "tc naive ms",
-            "tc tuned ms"] + [f"{a}/{b}" for a, b in (*RATIOS, TUNING_RATIO)]
+            "tc default ms", "tc tuned ms"] + [f"{a}/{b}" for a, b in shown]
     body, notes = [], []
     for r in rows:
         if r.get("note"):
             notes.append(f"- {r['kernel']} ({r['backend']}): {r['note']}")
-        cells = [_fmt_cell(r["cells"][c]) for c in COLUMNS]
-        ratios = [_fmt_ratio(r["ratios"].get(f"{a}/{b}")) for a, b in (*RATIOS, TUNING_RATIO)]
+        cells = [_fmt_cell(_cell(r, c)) for c in COLUMNS]
+        ratios = [_fmt_ratio(r["ratios"].get(f"{a}/{b}")) for a, b in shown]
         body.append([r["kernel"], _sizes(r), r["backend"], *cells, *ratios])
         for c in COLUMNS:
-            cell = r["cells"][c]
+            cell = _cell(r, c)
+            if c == "default" and "default" not in r["cells"]:
+                continue
             if cell["status"] in ("wrong", "error") or (cell["status"] == "skipped"
                                                          and c != "tuned"):
                 notes.append(f"- {r['kernel']} ({r['backend']}), {c}: {cell['status']}: "
@@ -187,11 +207,11 @@ def accuracy_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     (accepted as within EAGER_FACTOR x eager's error, or wrong), with each cell's error
     against the truth next to eager's; nothing for a report written before cells
     recorded their accuracy."""
-    if not any("accuracy" in r["cells"][c] for r in rows for c in COLUMNS):
+    if not any("accuracy" in _cell(r, c) for r in rows for c in COLUMNS):
         return []
 
     def flagged(r: Mapping[str, Any]) -> bool:
-        return any((r["cells"][c].get("accuracy") or {}).get("rule") in ("4x eager", "wrong")
+        return any((_cell(r, c).get("accuracy") or {}).get("rule") in ("4x eager", "wrong")
                    for c in COLUMNS)
 
     checked = [r for r in rows if (r["cells"]["eager"].get("accuracy") or {}).get("errors")]
@@ -202,12 +222,13 @@ def accuracy_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
              "without that truth, are compared with eager within the tolerance. "
              f"{len(checked)} of {len(rows)} rows had the float64 truth."]
     body = [[r["kernel"], _sizes(r), r["backend"],
-             *(_fmt_errors(r["cells"][c]) for c in COLUMNS)]
+             *(_fmt_errors(_cell(r, c)) for c in COLUMNS)]
             for r in rows if flagged(r)]
     if not body:
         return [*lines, "", "Every checked cell was within the tolerance of the float64 "
                 "truth."]
-    head = ["kernel", "sizes", "backend", "eager", "torch.compile", "tc naive", "tc tuned"]
+    head = ["kernel", "sizes", "backend", "eager", "torch.compile", "tc naive", "tc default",
+            "tc tuned"]
     return [*lines, "", "Max |error| against float64 where a cell was outside the tolerance "
             f"({EAGER_FACTOR:g}x: accepted as within {EAGER_FACTOR:g}x eager's error; "
             "several outputs: one error each):", "",
@@ -259,7 +280,10 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# tc benchmarks: {report.get('name', '')}".rstrip(": "), "",
              *machine_lines(report), "",
              "Times in milliseconds. Ratios are tc / torch: below 1, tc is faster; naive/tuned"
-             " is what tuning bought (2: the tuned options run twice as fast). WRONG: "
+             " is what tuning bought (2: the tuned options run twice as fast); tc default: "
+             "the options of `tc.defaults.default_options` (the heuristic used without an "
+             "options factory; each cell's note in the JSON names them), default/tuned and "
+             "default/naive compare it with the other two. WRONG: "
              "outputs further from the float64 truth than the tolerance and than "
              f"{EAGER_FACTOR:g}x torch eager's error (not timed; see Accuracy). (!): noisy, "
              f"the median is over {NOISY:g}x the fastest call (other processes held the "

@@ -9,13 +9,15 @@ For each kernel of ``tc.catalogue`` (its first test size with ``--quick``, its f
 benchmark size otherwise) and each back end (:data:`BACKENDS`; by default "cpu", the
 native C + OpenMP target, and "cuda" when a CUDA device is present; "opencl" on
 PoCL's CPU device only when asked, as it is the slow check of GPU-faithful code), one
-row of four cells on the same tensors:
+row of five cells on the same tensors:
 
 * ``eager``: the catalogue's torch reference, whose outputs are the expected values
   (a reference that returns a view of its input is timed followed by the copy that
   materialises it, as tc writes its result; the row's note says so);
 * ``compile``: ``torch.compile(reference)`` (an error is recorded in its cell);
 * ``naive``: ``tc.compile`` with ``MappingOptions("naive")``;
+* ``default``: ``tc.compile`` with the options of :func:`tc.defaults.default_options`,
+  the heuristic used when no options factory is given (:mod:`benchmarks.defaults`);
 * ``tuned``: the options of ``tc.autotune`` (skipped, with a note, without it).
 
 Every cell is checked before it is timed (:func:`checker`) against the float64 truth,
@@ -57,7 +59,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks import cache_latency, gpu_timing, overhead, roofline
+from benchmarks import cache_latency, defaults, gpu_timing, overhead, roofline
 from benchmarks.roofline import Peaks, Roofline
 from codegen.targets import TARGETS
 from tc import catalogue
@@ -70,18 +72,21 @@ log = logging.getLogger(__name__)
 BACKEND_DEVICES = {name: t.device_type for name, t in TARGETS.items()}
 BACKENDS = tuple(BACKEND_DEVICES)
 #: The cells of a row, in table order.
-COLUMNS = ("eager", "compile", "naive", "tuned")
+COLUMNS = ("eager", "compile", "naive", "default", "tuned")
 #: The ratios of a row: (tc cell, torch cell), reported as tc / torch.
 RATIOS = (("naive", "eager"), ("naive", "compile"), ("tuned", "eager"), ("tuned", "compile"))
 #: Each cell against the roofline bound (``"bound"`` stands for the row's bound).
-BOUND_RATIOS = (("naive", "bound"), ("tuned", "bound"), ("eager", "bound"),
-                ("compile", "bound"))
+BOUND_RATIOS = (("naive", "bound"), ("default", "bound"), ("tuned", "bound"),
+                ("eager", "bound"), ("compile", "bound"))
 #: What tuning bought: naive / tuned (2 means the tuned options run twice as fast).
 TUNING_RATIO = ("naive", "tuned")
-ALL_RATIOS = (*RATIOS, TUNING_RATIO, *BOUND_RATIOS)
+#: The default options against tuned (goal: within 2x) and naive (goal: never slower).
+DEFAULT_RATIOS = (("default", "tuned"), ("default", "naive"))
+ALL_RATIOS = (*RATIOS, TUNING_RATIO, *DEFAULT_RATIOS, *BOUND_RATIOS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA_VERSION = 3  # 2: the roofline (machine peaks, per-row work and bound);
-#                      3: each cell's accuracy against the float64 truth, row notes
+SCHEMA_VERSION = 4  # 2: the roofline (machine peaks, per-row work and bound);
+#                      3: each cell's accuracy against the float64 truth, row notes;
+#                      4: the "default" cell (tc.defaults)
 #: The note of a row whose torch reference returns a view of (or aliases) an input.
 ALIAS_NOTE = ("the torch reference returns a view of its input (output {outputs}), so it "
               "copies nothing: eager and torch.compile are timed with .clone() (.contiguous() "
@@ -199,8 +204,8 @@ class Row:
     def _ms(self, col: str) -> float | None:
         if col == "bound":
             return self.roofline.bound_ms if self.roofline else None
-        cell = self.cells[col]
-        return cell.ms if cell.status == "ok" else None
+        cell = self.cells.get(col)  # a row built without a column has no time for it
+        return cell.ms if cell is not None and cell.status == "ok" else None
 
     def ratio(self, num: str, den: str) -> float | None:
         """Median of cell ``num`` over median of cell ``den`` (or over the roofline bound
@@ -212,8 +217,8 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for c in COLUMNS:
-            d["cells"][c]["noisy"] = self.cells[c].noisy
+        for c, cell in self.cells.items():
+            d["cells"][c]["noisy"] = cell.noisy
         d["ratios"] = {f"{a}/{b}": self.ratio(a, b) for a, b in ALL_RATIOS}
         return d
 
@@ -512,8 +517,8 @@ def autotune(kernel: catalogue.Kernel, inputs: Sequence[torch.Tensor], backend: 
 
 def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: str,
                  s: Settings, cache_file: str | None = None) -> Row:
-    """The row of ``kernel`` at ``sizes`` on ``backend``: eager, torch.compile, tc naive
-    and tc tuned, on the same tensors."""
+    """The row of ``kernel`` at ``sizes`` on ``backend``: eager, torch.compile, tc naive,
+    tc with the default options and tc tuned, on the same tensors."""
     import tc
     from tc.options import MappingOptions
 
@@ -562,6 +567,15 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
 
     cells["naive"] = measure(tc_call(MappingOptions("naive")), expected, kernel, device, s,
                              check)
+    try:
+        options, seconds = defaults.default_options_for(kernel.tc, kernel.entry, inputs,
+                                                        backend)
+    except Exception as e:
+        cells["default"] = Cell("error", note=f"default_options failed: {_short(e)}")
+    else:
+        cell = measure(tc_call(options), expected, kernel, device, s, check)
+        chosen = f"{options!r} (chosen in {seconds * 1e3:.2f} ms)"
+        cells["default"] = replace(cell, note=f"{cell.note}; {chosen}" if cell.note else chosen)
 
     tuning = None
     if not s.tune:
@@ -780,6 +794,7 @@ def default_name(quick: bool) -> str:
 
 
 __all__ = ["ALL_RATIOS", "BACKENDS", "BACKEND_DEVICES", "BOUND_RATIOS", "COLUMNS",
+           "DEFAULT_RATIOS",
            "EAGER_FACTOR", "RATIOS", "RESULTS_DIR", "TUNING_RATIO", "Accuracy", "Cell", "Row",
            "Settings", "Tuning", "aliases_input", "aliasing_outputs", "bench_kernel",
            "checker", "default_backends", "default_name", "float64_truth", "machine_facts",

@@ -59,12 +59,15 @@ def test_quick_run_writes_markdown_json_and_chart(tmp_path) -> None:
     assert "| kernel | sizes | backend | eager ms |" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| tmm | M=3 N=5 K=7 | opencl | "))
     shown = [c.strip() for c in line.strip("|").split("|")]
-    assert len(shown) == 12 and shown[6] == "-"  # no tuned time
-    for col, value in zip(("eager", "compile", "naive"), shown[3:6], strict=True):
+    assert len(shown) == 15 and shown[7] == "-"  # no tuned time
+    for col, value in zip(("eager", "compile", "naive", "default"), shown[3:7], strict=True):
         assert float(value) == pytest.approx(cells[col]["ms"], rel=0.01, abs=1e-4)
-    assert float(shown[7]) == pytest.approx(row["ratios"]["naive/eager"], rel=0.01, abs=0.01)
-    assert float(shown[8]) == pytest.approx(row["ratios"]["naive/compile"], rel=0.01, abs=0.01)
-    assert shown[9:] == ["-", "-", "-"]
+    assert float(shown[8]) == pytest.approx(row["ratios"]["naive/eager"], rel=0.01, abs=0.01)
+    assert float(shown[9]) == pytest.approx(row["ratios"]["naive/compile"], rel=0.01, abs=0.01)
+    assert shown[10:14] == ["-", "-", "-", "-"]  # tuned/eager, tuned/compile, naive/tuned,
+    # default/tuned; then default/naive
+    assert float(shown[14]) == pytest.approx(row["ratios"]["default/naive"], rel=0.01,
+                                             abs=0.01)
     assert report["machine"]["peaks"] == {"available": False, "note": "--no-roofline"}
     assert row["roofline"] is None and row["ratios"]["naive/bound"] is None
     assert "## Against the roofline bound" not in md
@@ -92,7 +95,8 @@ def test_a_wrong_tc_result_is_reported_and_not_timed(monkeypatch) -> None:
     assert naive.status == "wrong"
     assert naive.ms is None and naive.runs == 0
     assert "output 0: max |error| 1 " in naive.note
-    assert len(calls) == 1  # the checking call only: nothing was timed
+    assert row.cells["default"].status == "wrong"  # the default options' cell too
+    assert len(calls) == 2  # the checking calls only: nothing was timed
     assert row.cells["eager"].status == "ok" and row.cells["eager"].runs == 2
     assert row.ratio("naive", "eager") is None
     report = {"name": "w", "date": "d", "elapsed_s": 1.0,
