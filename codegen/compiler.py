@@ -25,6 +25,7 @@ from codegen import host as host_mod
 from codegen import kernel as k
 from codegen import stats
 from codegen.chunked_sums import chunk_sums
+from codegen.launch_config import grid_spans, with_grid_spans
 from codegen.lower import (
     ERROR_BUFFER,
     buffer_name,
@@ -288,6 +289,18 @@ def compile_program(fn: ir.Function, options: MappingOptions, sizes: Mapping[str
     return dataclasses.replace(program, kernels=kernels, index_bits=64)
 
 
+def symbolic_options(options: MappingOptions, strategy: str) -> bool:
+    """Whether ``options`` let a program mapped with ``strategy`` serve every size.
+
+    Fixed parameters ask for one shape. On GPUs, the reduction templates of
+    ``matchLibraryCalls`` (``codegen.reduction``) plan their trees for one shape: such
+    a program stays per shape (correct, it only compiles again for a new one), and so,
+    to keep the executors' keys simple, does every program compiled with them."""
+    if options.fix_parameters:
+        return False
+    return not (strategy == "gpu" and options.match_library_calls)
+
+
 def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
              input_strides: Sequence[Sequence[int]], strategy: str = "gpu",
              symbolic: bool = False, *, trace: bool = False) -> CompiledProgram:
@@ -295,18 +308,21 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
     with ``strategy`` ("gpu": blocks and threads; "cpu": parallel and vector loops;
     a target's ``strategy``).
 
-    ``symbolic`` (the CPU strategy, with ``fixParametersBeforeScheduling`` off): the
-    kernels take the sizes and the inputs' strides as arguments (strides of 1 stay
-    1), so the program serves every call of the same dtypes, ranks and unit strides
+    ``symbolic`` (with ``fixParametersBeforeScheduling`` off, and on GPUs without
+    ``matchLibraryCalls``: :func:`symbolic_options`): the kernels take the sizes and the
+    inputs' strides as arguments (strides of 1 stay 1), so the program serves every
+    call of the same dtypes, ranks and unit strides
     (:func:`codegen.executor.signature_class`); ``sizes`` and ``input_strides`` then
-    only guide choices that affect speed (the vector loop).
+    only guide choices that affect speed (the CPU's vector loop and tiles). On GPUs,
+    block sizes, shared-memory boxes, unrolling and barriers are then decided for
+    every size, and the grid per call (:mod:`codegen.launch_config`).
 
     ``trace``: ``stages`` holds a text for every name of :data:`PIPELINE` (the
     :data:`TRACED` ones are left out otherwise)."""
     stats.count("compile_program")
     if strategy not in ("gpu", "cpu"):
         raise ValueError(f"unknown mapping strategy {strategy!r}")
-    symbolic = symbolic and strategy == "cpu" and not options.fix_parameters
+    symbolic = symbolic and symbolic_options(options, strategy)
     # Long float sums in two stages (tc.ir.split_sums): the kernels compute ``fn``
     # with them split; the program still stands for ``fn``.
     splits = sum_splits(fn, sizes)
@@ -357,13 +373,17 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
         mapped = map_to_cpu(scop, deps, tiled, options, unit_dims(fn, sizes, input_strides),
                             context, sizes, threshold=not symbolic)
     else:
-        mapped = map_to_gpu(scop, deps, tiled, options, context)
+        # What the kernels' code depends on (block, shared boxes, barriers) must hold
+        # at every size when they serve every size: decided under the scop's context.
+        if symbolic:
+            context = scop.context
+        mapped = map_to_gpu(scop, deps, tiled, options, context, symbolic)
     plans: dict = {}
     if options.use_shared_memory and strategy == "gpu":
         limit = options.max_shared_memory
         marked, plans = promote_shared(mapped, sizes, context,
                                        DEFAULT_SHARED_LIMIT if limit is None else limit,
-                                       options.shared_depth)
+                                       options.shared_depth, symbolic)
         mapped = dataclasses.replace(mapped, schedule=marked)
     elif options.use_shared_memory:  # on a CPU, shared memory means packing
         limit = options.max_shared_memory
@@ -401,10 +421,14 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
     if symbolic:
         strides = tuple(stride_name(t, d) for t, d, _ in
                         stride_arguments(fn, sizes, input_strides))
-        kernels = [dataclasses.replace(
-            kern, sizes=kern.sizes + strides,
-            meta={**kern.meta, "parallel_if": instance_count(fn, m.statements)})
-            for kern, m in zip(kernels, mapped.kernels, strict=True)]
+        kernels = [dataclasses.replace(kern, sizes=kern.sizes + strides) for kern in kernels]
+        if strategy == "cpu":
+            kernels = [dataclasses.replace(
+                kern, meta={**kern.meta, "parallel_if": instance_count(fn, m.statements)})
+                for kern, m in zip(kernels, mapped.kernels, strict=True)]
+        else:
+            kernels = [with_grid_spans(kern, grid_spans(m, context, params))
+                       for kern, m in zip(kernels, mapped.kernels, strict=True)]
     lap("lower")
     lowered = kernels
     # On a CPU, a scalar in a register is always right (no occupancy to trade for it),

@@ -16,6 +16,7 @@ import torch
 from codegen import host as host_mod
 from codegen.compiler import CompiledProgram
 from codegen.launch import KernelArg
+from codegen.launch_config import call_kernel
 from codegen.targets import KernelInfo, Target, get_target, target_names
 from tc.arguments import TORCH_DTYPES, BoundCall
 from tc.errors import TcArgumentError, TcBackendError, TcRangeError
@@ -45,8 +46,11 @@ def signature_class(signature: tuple) -> tuple:
 
 
 def uses_symbolic_sizes(target: Target, options) -> bool:
-    """Whether ``target`` compiles ``options`` for every shape at once."""
-    return target.symbolic_sizes and not options.fix_parameters
+    """Whether ``target`` compiles ``options`` for every shape at once (the compiler's
+    own rule: :func:`codegen.compiler.symbolic_options`)."""
+    from codegen.compiler import symbolic_options
+
+    return target.symbolic_sizes and symbolic_options(options, target.strategy)
 
 
 def memo_key(fn, call: BoundCall, options, target: Target) -> tuple:
@@ -86,7 +90,9 @@ class Executor:
         self.signature = signature
         kernels = [ck.kernel for ck in program.kernels]
         self._compiled = target.build(kernels, binaries, arch)
-        self.kernels: list[KernelInfo] = [target.info(kern, h)
+        # Shown with the launch configuration of the call compiled for (a kernel
+        # serving every size launches on the blocks each call needs).
+        self.kernels: list[KernelInfo] = [target.info(call_kernel(kern, program.sizes), h)
                                           for kern, h in zip(kernels, self._compiled, strict=True)]
         self._plans: dict[tuple, tuple] = {}  # per call signature: see _make_plan
 
@@ -174,8 +180,8 @@ class Executor:
                                                                     device=dev)
         tensors = (*call.inputs, *made, err)
         n_in = len(call.inputs)
-        for index in launches:
-            self._launch(index, self.program.kernels[index], tensors, n_in, scalars)
+        for index, kern in launches:
+            self._launch(index, kern, tensors, n_in, scalars)
         code = int(err.item()) if unused_err is None else 0
         if code:
             read = self.program.checks[code - 1]
@@ -216,8 +222,12 @@ class Executor:
         # never read, saves an allocation and a read back per call.
         unused_err = (torch.zeros(1, dtype=torch.int32, device=call.device)
                       if not self.program.checks else None)
-        return (shapes, scalars, tuple(host_mod.launches(self.program.host, call.sizes)),
-                unused_err)
+        # Each kernel with this call's launch configuration (a GPU kernel compiled for
+        # every size launches the blocks the call needs: codegen.launch_config).
+        kernels = self.program.kernels
+        launches = tuple((i, call_kernel(kernels[i].kernel, call.sizes))
+                         for i in host_mod.launches(self.program.host, call.sizes))
+        return shapes, scalars, launches, unused_err
 
     def _scalar(self, what: str, value: int, index: ScalarType) -> int:
         """A size or stride argument, range-checked against the kernels' index type."""
@@ -229,10 +239,11 @@ class Executor:
                 "index arithmetic; compile again for these tensors (tc.define does it for "
                 "you)") from None
 
-    def _launch(self, index: int, ck, tensors: tuple, n_inputs: int, sizes: list[int]) -> None:
+    def _launch(self, index: int, kern, tensors: tuple, n_inputs: int, sizes: list[int]
+                ) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("launch %s grid=%s block=%s", ck.name, ck.grid, ck.block)
-        self.target.launch(self._compiled[index], ck.kernel, tensors, n_inputs, sizes)
+            log.debug("launch %s grid=%s block=%s", kern.name, kern.grid, kern.block)
+        self.target.launch(self._compiled[index], kern, tensors, n_inputs, sizes)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def linear_thread(block: tuple[int, int, int]) -> ir.Expr:
     return e
 
 
-def _copy(p: Promoted, offsets: Sequence[ir.Expr], shape: Sequence[int],
+def _copy(p: Promoted, offsets: Sequence[ir.Expr], shape: Sequence[int | ir.Expr],
           global_name: str, block: tuple[int, int, int], into_shared: bool,
           unroll: bool) -> k.Stmt:
     threads = block[0] * block[1] * block[2]
@@ -80,7 +80,9 @@ def _copy(p: Promoted, offsets: Sequence[ir.Expr], shape: Sequence[int],
         g = ir.Var(name, "local", type=_I)
         local_idx.append(_b("-", g, offsets[j]))
         global_idx.append(g)
-        ok = _b("&&", _b(">=", g, _c(0)), _b("<", g, _c(shape[j])))
+        # A kernel compiled for every size has its extents as expressions of the sizes.
+        extent = shape[j] if isinstance(shape[j], ir.Expr) else _c(shape[j])
+        ok = _b("&&", _b(">=", g, _c(0)), _b("<", g, extent))
         cond = ok if cond is None else _b("&&", cond, ok)
     # The copies move the promoted accesses to other threads: they get names of their
     # own, "copy:S", with every dependence of S (codegen.barriers, codegen.compiler).
@@ -97,7 +99,7 @@ def _copy(p: Promoted, offsets: Sequence[ir.Expr], shape: Sequence[int],
 
 
 def shared_region(plan: SharedPlan, offsets: Mapping[str, Sequence[ir.Expr]],
-                  body: k.Stmt, shapes: Mapping[str, Sequence[int]],
+                  body: k.Stmt, shapes: Mapping[str, Sequence[int | ir.Expr]],
                   global_names: Mapping[str, str], block: tuple[int, int, int],
                   unroll: bool) -> k.Stmt:
     """``body`` (the code below the mark) with the copies and barriers around it;

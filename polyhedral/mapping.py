@@ -43,6 +43,11 @@ class KernelMapping:
     statements: tuple[str, ...]
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
+    # Symbolic sizes (``map_to_gpu(symbolic=True)``): per block-mapped axis, the number
+    # of values its member takes as a function of the parameters (None: unknown), so
+    # that the host can launch no more blocks than a call needs; ``grid`` is then an
+    # upper bound valid for every size (see :func:`member_bounds`).
+    grid_spans: tuple[isl.PwAff | None, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +108,66 @@ def member_spans(node: isl.ScheduleNode, context: isl.Set | None) -> tuple[int |
     return tuple(out)
 
 
+def _member_values(node: isl.ScheduleNode, i: int, context: isl.Set) -> isl.Set | None:
+    """The values member ``i`` of a band takes (parameters constrained by ``context``);
+    None when it takes none."""
+    mupa = node.band_get_partial_schedule()
+    values = isl.UnionMap.from_union_pw_aff(mupa.get_at(i)).intersect_domain(
+        node.get_domain()).range()
+    if values.is_empty():
+        return None
+    v = isl.Set.from_union_set(values)
+    v = v.intersect_params(context.align_params(v.get_space()))
+    return None if v.is_empty() else v
+
+
+def member_bounds(node: isl.ScheduleNode, context: isl.Set) -> tuple[int | None, ...]:
+    """For each member of a band: a constant bound on its span (max - min + 1) that
+    holds for every value of the parameters allowed by ``context`` (a tile's point
+    loop: the tile size); None when the span grows with the sizes.
+
+    A kernel compiled for every size may clip its block to such a bound only: the
+    block size is baked into the kernel (shared copies, barriers, thread placement)."""
+    out: list[int | None] = []
+    for i in range(node.band_n_member()):
+        v = _member_values(node, i, context)
+        if v is None:
+            out.append(1)
+            continue
+        # Differences of two values taken for the same parameters, over all of them.
+        deltas = isl.Map.from_domain_and_range(v, v).deltas()
+        deltas = deltas.project_out(isl.dim_type.param, 0, deltas.dim(isl.dim_type.param))
+        if not deltas.is_bounded():
+            out.append(None)
+            continue
+        top = deltas.lexmax()
+        if not top.is_singleton():
+            out.append(None)
+            continue
+        out.append(int(top.sample_point().get_coordinate_val(isl.dim_type.set, 0)
+                       .to_python()) + 1)
+    return tuple(out)
+
+
+def member_span_functions(node: isl.ScheduleNode, context: isl.Set
+                          ) -> tuple[isl.PwAff | None, ...]:
+    """For each member of a band: its span (max - min + 1) as a piecewise quasi-affine
+    function of the parameters (None when isl gives none)."""
+    out: list[isl.PwAff | None] = []
+    for i in range(node.band_n_member()):
+        v = _member_values(node, i, context)
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            span = v.dim_max(0).sub(v.dim_min(0)).add_constant_val(
+                isl.Val.one(v.get_ctx())).coalesce()
+        except isl.Error:
+            span = None
+        out.append(span)
+    return tuple(out)
+
+
 def each_kernel(node: isl.ScheduleNode,
                 kernel: Callable[[isl.ScheduleNode], isl.ScheduleNode]) -> isl.ScheduleNode:
     """``kernel`` applied to each kernel's subtree: the first band (or leaf) on every
@@ -128,15 +193,23 @@ def _pad(sizes: list[int]) -> tuple[int, int, int]:
 
 class _Mapper:
     def __init__(self, deps: Dependences, options: MappingOptions,
-                 context: isl.Set | None = None) -> None:
+                 context: isl.Set | None = None, symbolic: bool = False) -> None:
         self.deps = deps.validity
         self.context = context
+        self.symbolic = symbolic and context is not None
         self.thread_spans: dict[int, int | None] = {}
         self.blocks = tuple(options.blocks)
         self.threads = tuple(options.threads)
         self.unroll = options.unroll_factor
         self.kernels: list[KernelMapping] = []
         self.thread_axes: set[int] = set()
+
+    def spans(self, node: isl.ScheduleNode) -> tuple[int | None, ...]:
+        """The spans that bound grid, block and unrolling: this call's (the context
+        fixes the sizes), or bounds valid for every size (symbolic sizes)."""
+        if self.symbolic:
+            return member_bounds(node, self.context)
+        return member_spans(node, self.context)
 
     # -- kernels ---------------------------------------------------------------------------
     def visit(self, node: isl.ScheduleNode) -> isl.ScheduleNode:
@@ -153,7 +226,9 @@ class _Mapper:
         if node.get_type() == _T.band:
             flags = band_coincidence(node, self.deps)
             const = constant_members(node)
-            spans = member_spans(node, self.context)
+            spans = self.spans(node)
+            if self.symbolic:  # before the mapping splits the band
+                functions = member_span_functions(node, self.context)
             while depth < len(flags) and (flags[depth] or const[depth]):
                 if len(chosen) == min(3, len(self.blocks)):
                     break
@@ -169,7 +244,10 @@ class _Mapper:
         used = max(self.thread_axes) + 1 if self.thread_axes else 0
         block = _pad([_tight(self.threads[j], self.thread_spans.get(j)) if j in self.thread_axes
                       else 1 for j in range(used)])
-        self.kernels.append(KernelMapping(index, stmts, grid, block))
+        grid_spans: tuple[isl.PwAff | None, ...] = ()
+        if self.symbolic and chosen:
+            grid_spans = tuple(functions[m] for m in chosen)
+        self.kernels.append(KernelMapping(index, stmts, grid, block, grid_spans))
         return node.insert_mark(isl.Id(f"kernel.{index}", context=node.get_ctx()))
 
     # -- blocks ------------------------------------------------------------------------------
@@ -224,7 +302,7 @@ class _Mapper:
             inner_first = [i for i in reversed(range(len(flags))) if flags[i]]
             chosen = {m: a for a, m in enumerate(inner_first[: min(3, len(self.threads))])}
             self.thread_axes |= set(chosen.values())
-            spans_n = member_spans(n, self.context)
+            spans_n = self.spans(n)
             for m, a in chosen.items():
                 # Several thread bands of one kernel share the block: keep the largest.
                 old = self.thread_spans.get(a, 0)
@@ -259,12 +337,16 @@ class _Mapper:
 
 
 def map_to_gpu(scop: Scop, deps: Dependences, schedule: isl.Schedule,
-               options: MappingOptions, context: isl.Set | None = None) -> MappedSchedule:
+               options: MappingOptions, context: isl.Set | None = None,
+               symbolic: bool = False) -> MappedSchedule:
     """Split ``schedule`` (already tiled) into kernels and map them to blocks/threads.
 
     With ``context`` fixing the parameters to concrete sizes, grid and block are
-    tightened to the values the mapped loops take (the options give upper bounds)."""
-    mapper = _Mapper(deps, options, context)
+    tightened to the values the mapped loops take (the options give upper bounds).
+    With ``symbolic`` (``context`` then only constrains the parameters), they are
+    tightened to bounds that hold for every size, and each kernel's ``grid_spans``
+    gives the blocks a call needs as functions of the sizes."""
+    mapper = _Mapper(deps, options, context, symbolic)
     root = mapper.visit(schedule.get_root())
     return MappedSchedule(scop, root.get_schedule(), tuple(mapper.kernels))
 

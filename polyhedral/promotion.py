@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import islpy as isl
 
 from polyhedral.mapping import MappedSchedule
-from polyhedral.scop import Scop
+from polyhedral.scop import Scop, _sym
 from tc.ir.types import ScalarType
 
 __all__ = ["Promoted", "SharedPlan", "build_ast", "promote_shared", "DEFAULT_SHARED_LIMIT"]
@@ -128,15 +128,20 @@ def _fix(m: isl.Map, context: isl.Set) -> isl.Map:
     return m.intersect_params(context.align_params(m.get_space()))
 
 
-def _box(footprint: isl.Map) -> tuple[list[isl.PwAff], list[int]] | None:
+def _box(footprint: isl.Map, symbolic: bool = False) -> tuple[list[isl.PwAff], list[int]] | None:
     """Offsets (functions of the prefix) and constant sizes of a box holding every
-    ``footprint(p)`` (parameters already fixed); None when no constant-size box does."""
+    ``footprint(p)`` (parameters already fixed); None when no constant-size box does.
+
+    ``symbolic``: the parameters are not fixed, and the sizes must bound the box for
+    every value of them (a kernel compiled for every shape allocates it once)."""
     n = footprint.dim(isl.dim_type.out)
     offsets, sizes = [], []
     for j in range(n):
         fj = footprint.project_out(isl.dim_type.out, j + 1, n - j - 1).project_out(
             isl.dim_type.out, 0, j)
         deltas = fj.reverse().apply_range(fj).deltas()
+        if symbolic:  # the largest extent at any sizes, not at some sample of them
+            deltas = deltas.project_out(isl.dim_type.param, 0, deltas.dim(isl.dim_type.param))
         if deltas.is_empty() or not deltas.is_bounded():
             return None
         top = deltas.lexmax()
@@ -172,17 +177,20 @@ def _box_map(offsets: list[isl.PwAff], sizes: list[int], like: isl.Map) -> isl.M
     return box.align_params(like.get_space())
 
 
-def _in_bounds(like: isl.Map, shape: list[int]) -> isl.Set:
+def _in_bounds(like: isl.Map, shape: list[int] | list[str], params: str = "") -> isl.Set:
+    """The tensor's elements: ``shape`` holds its extents, numbers or isl expressions
+    of the parameters listed in ``params`` (``[N, M] -> ``)."""
     n = len(shape)
     e = ", ".join(f"e{j}" for j in range(n))
     cons = " and ".join(f"0 <= e{j} < {x}" for j, x in enumerate(shape)) or "true"
-    b = isl.Set.read_from_str(like.get_ctx(), f"{{ [{e}] : {cons} }}")
+    b = isl.Set.read_from_str(like.get_ctx(), f"{params}{{ [{e}] : {cons} }}")
     b = b.set_tuple_id(like.get_tuple_id(isl.dim_type.out))
     return b.align_params(like.get_space())
 
 
 def _plan_at(node: isl.ScheduleNode, scop: Scop, sizes: Mapping[str, int],
-             context: isl.Set, limit: int, index: int) -> SharedPlan | None:
+             context: isl.Set, limit: int, index: int, symbolic: bool = False
+             ) -> SharedPlan | None:
     prefix = node.get_prefix_schedule_union_map().intersect_domain(node.get_domain())
     stmts = [scop.statement(m.get_tuple_name(isl.dim_type.in_)) for m in _maps(prefix)]
     points = None if prefix.is_empty() else isl.Set.from_union_set(prefix.range())
@@ -217,12 +225,13 @@ def _plan_at(node: isl.ScheduleNode, scop: Scop, sizes: Mapping[str, int],
         fp = _single(prefix.reverse().apply_range(rel))
         if fp is None:
             continue
-        box = _box(_fix(fp, context))
+        box = _box(_fix(fp, context), symbolic)
         if box is None:
             continue
         box_sizes = box[1]
         # The offsets stay functions of the parameters: kernels take the sizes as
-        # arguments (only the box sizes are fixed by the concrete ones).
+        # arguments (only the box sizes are fixed: by the concrete sizes, or for
+        # symbolic ones by a bound at every size).
         offsets = [_lower_bound(fp, j) for j in range(len(box_sizes))]
         decl = scop.function.tensor(tensor)
         nbytes = _bytes(decl.dtype)
@@ -235,8 +244,12 @@ def _plan_at(node: isl.ScheduleNode, scop: Scop, sizes: Mapping[str, int],
             # The copy back writes the whole box at every execution of the point: the
             # block must write all of it there, or it could overwrite another block's.
             w = _fix(_single(prefix.reverse().apply_range(writes)), context)
-            shape = [s.evaluate(sizes) for s in decl.shape]
-            box_map = _box_map(offsets, box_sizes, w).intersect_range(_in_bounds(w, shape))
+            if symbolic:  # the coverage must hold at every size: a parametric extent
+                params = f"[{', '.join(scop.param_ids.values())}] -> "
+                bounds = _in_bounds(w, [_sym(s, scop.param_ids) for s in decl.shape], params)
+            else:
+                bounds = _in_bounds(w, [s.evaluate(sizes) for s in decl.shape])
+            box_map = _box_map(offsets, box_sizes, w).intersect_range(bounds)
             if points is None or not points.is_subset(w.domain()):
                 continue
             if not box_map.intersect_domain(points).is_subset(w):
@@ -353,10 +366,15 @@ def _path(node: isl.ScheduleNode) -> list[int]:
 
 
 def promote_shared(mapped: MappedSchedule, sizes: Mapping[str, int], context: isl.Set,
-                   limit: int, shared_depth: int = 0
+                   limit: int, shared_depth: int = 0, symbolic: bool = False
                    ) -> tuple[isl.Schedule, dict[str, SharedPlan]]:
     """The schedule with a ``shared.N`` mark at each kernel's promotion point that
-    promotes something, and the plans by mark name. ``limit``: bytes per block."""
+    promotes something, and the plans by mark name. ``limit``: bytes per block.
+
+    ``symbolic``: ``context`` only constrains the parameters (the kernels serve every
+    size), so every decision holds for all sizes: a box is promoted only when a
+    constant bounds it at any size (tile footprints), with that bound as its size, and
+    a written box only when the block writes all of it at every size."""
     plans: dict[str, SharedPlan] = {}
     paths: list[tuple[list[int], str]] = []
 
@@ -364,7 +382,8 @@ def promote_shared(mapped: MappedSchedule, sizes: Mapping[str, int], context: is
         if node.get_type() == _T.mark and node.mark_get_id().get_name().startswith("kernel."):
             point = _point(node.child(0), shared_depth)
             if point is not None:
-                plan = _plan_at(point, mapped.scop, sizes, context, limit, len(plans))
+                plan = _plan_at(point, mapped.scop, sizes, context, limit, len(plans),
+                                symbolic)
                 if plan is not None:
                     plans[plan.mark] = plan
                     paths.append((_path(point), plan.mark))
