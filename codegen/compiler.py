@@ -37,6 +37,7 @@ from codegen.lower import (
 )
 from codegen.printer import print_kernel
 from codegen.register_arrays import promote_rows
+from codegen.segments import renumber_checks, shift_launches
 from codegen.split_reductions import split_reductions
 from codegen.wide_indices import widen_kernel
 from polyhedral.cpu_mapping import PARALLEL_MIN_INSTANCES, map_to_cpu
@@ -541,9 +542,9 @@ def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[
                 kernels.append(dataclasses.replace(
                     kern, name=f"tc_{fn.name}_{len(kernels)}",
                     buffers=buffers + tuple(b for b in kern.buffers if b.space != "global"),
-                    body=_renumber_checks(kern.body, len(checks))))
+                    body=renumber_checks(kern.body, len(checks))))
             checks += sub.checks
-            hosts.append(_shift_launches(sub.host, first))
+            hosts.append(shift_launches(sub.host, first))
             for key in texts:
                 texts[key].append(f"# stages {start}..{end - 1}: polyhedral pipeline\n"
                                   f"{sub.stages[key]}")
@@ -558,52 +559,3 @@ def _compile_segmented(fn: ir.Function, options: MappingOptions, sizes: Mapping[
     stages["host"] = host_mod.host_str(program)
     return CompiledProgram(fn, options.copy(), dict(sizes), buffers, compiled, program,
                            tuple(checks), stages, timings, None, scratch, tuple(segments))
-
-
-def _shift_launches(node: host_mod.HostNode, offset: int) -> host_mod.HostNode:
-    """A segment's host program with its kernels renumbered from ``offset``."""
-    if isinstance(node, host_mod.Launch):
-        return host_mod.Launch(node.kernel + offset)
-    if isinstance(node, host_mod.HostBlock):
-        return host_mod.HostBlock(tuple(_shift_launches(n, offset) for n in node.items))
-    if isinstance(node, host_mod.HostIf):
-        other = None if node.otherwise is None else _shift_launches(node.otherwise, offset)
-        return host_mod.HostIf(node.cond, _shift_launches(node.then, offset), other)
-    return node
-
-
-class _CheckShift(ir.Mutator):
-    """Error numbers of in-kernel bounds checks (``tc_oob(n)``) moved by an offset."""
-
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-
-    def mutate_Call(self, e: ir.Call) -> ir.Expr:
-        e = self.generic(e)
-        if e.fn == "tc_oob" and isinstance(e.args[0], ir.IntImm):
-            return dataclasses.replace(e, args=(_const(e.args[0].value + self.offset),))
-        return e
-
-
-def _renumber_checks(s: k.Stmt, offset: int) -> k.Stmt:
-    """A segment's kernel body with its check numbers following the earlier segments'."""
-    if offset == 0:
-        return s
-    m = _CheckShift(offset).mutate
-    if isinstance(s, k.Block):
-        return k.Block(tuple(_renumber_checks(c, offset) for c in s.body))
-    if isinstance(s, k.For):
-        return dataclasses.replace(s, init=m(s.init), cond=m(s.cond),
-                                   body=_renumber_checks(s.body, offset))
-    if isinstance(s, k.If):
-        other = None if s.otherwise is None else _renumber_checks(s.otherwise, offset)
-        return k.If(m(s.cond), _renumber_checks(s.then, offset), other)
-    if isinstance(s, k.Scope):
-        return k.Scope(_renumber_checks(s.body, offset))
-    if isinstance(s, k.Store):
-        return dataclasses.replace(s, indices=tuple(map(m, s.indices)), value=m(s.value))
-    if isinstance(s, k.Local):
-        return s if s.init is None else dataclasses.replace(s, init=m(s.init))
-    if isinstance(s, k.Assign):
-        return dataclasses.replace(s, value=m(s.value))
-    return s
