@@ -64,6 +64,9 @@ class CudaTarget(Target):
     device_type = "cuda"
     strategy = "gpu"
     printer = CudaPrinter
+    # Sizes and strides are kernel arguments (unless the options fix them): one build
+    # serves every shape, launched on the blocks each call needs (codegen.launch_config).
+    symbolic_sizes = True
 
     def available(self) -> bool:
         from codegen.nvrtc import cuda_device_available

@@ -99,6 +99,9 @@ class OpenCLTarget(Target):
     device_type = "cpu"
     strategy = "gpu"
     printer = OpenCLPrinter
+    # Sizes and strides are kernel arguments (unless the options fix them): one build
+    # serves every shape, launched on the blocks each call needs (codegen.launch_config).
+    symbolic_sizes = True
 
     def available(self) -> bool:
         from codegen.opencl import pocl_device
