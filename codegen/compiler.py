@@ -54,6 +54,7 @@ from tc.ir import nodes as ir
 from tc.ir.index_width import index_bits
 from tc.ir.split_sums import split_sums, sum_splits
 from tc.ir.types import INDEX_TYPE, ScalarType
+from tc.ir.wide_accumulators import widen_accumulators
 from tc.options import MappingOptions
 
 #: The compilation stages after the front end, in order: the keys of
@@ -324,26 +325,28 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
     if strategy not in ("gpu", "cpu"):
         raise ValueError(f"unknown mapping strategy {strategy!r}")
     symbolic = symbolic and symbolic_options(options, strategy)
-    # Long float sums in two stages (tc.ir.split_sums): the kernels compute ``fn``
-    # with them split; the program still stands for ``fn``.
+    # Half-precision sums and products accumulate in float32 (tc.ir.wide_accumulators),
+    # and long float sums run in two stages (tc.ir.split_sums): the kernels compute
+    # ``fn`` so rewritten; the program still stands for ``fn``.
     splits = sum_splits(fn, sizes)
-    source, fn = fn, split_sums(fn, splits)
+    source, base, fn = fn, widen_accumulators(fn), split_sums(fn, splits)
     split = {"compiled": None if fn is source else fn, "splits": splits}
     if options.match_library_calls and strategy == "gpu":
         # The templates reduce with trees, accurate at any length: the sums they take
         # need no split.
-        segmented = _compile_segmented(source, options, sizes, input_strides, trace)
-        if segmented is not None and fn is not source:
+        segmented = _compile_segmented(base, options, sizes, input_strides, trace)
+        if segmented is not None and fn is not base:
             taken = {i for seg in segmented.segments if seg.kind == "reduction"
                      for i in seg.stages}
             if any(levels and k not in taken for k, (_, levels) in enumerate(splits)):
                 segmented = _compile_segmented(fn, options, sizes, input_strides, trace)
                 if segmented is not None:
                     return dataclasses.replace(segmented, fn=source, **split)
-            else:
-                return segmented
-        elif segmented is not None:
-            return segmented
+                segmented = None
+        if segmented is not None:
+            return dataclasses.replace(segmented, fn=source,
+                                       compiled=None if base is source else base,
+                                       splits=splits)
     timings: dict[str, float] = {}
     stages: dict[str, str] = {}
     clock = time.perf_counter()

@@ -44,7 +44,12 @@ from polyhedral.mapping import (
     member_spans,
 )
 from polyhedral.register_tile import find_vector_marks, register_tile_kernel
-from polyhedral.schedule import band_coincidence, reduction_members, statement_names
+from polyhedral.schedule import (
+    band_coincidence,
+    lex_nonnegative,
+    reduction_members,
+    statement_names,
+)
 from polyhedral.scop import Scop
 from tc.ir import nodes as ir
 from tc.ir.types import INDEX_TYPE
@@ -342,21 +347,20 @@ class _CpuMapper:
                     n = n.parent()
                 return n, True
         found = [(rank, d, m, mark) for d, cands in bands for rank, m, mark in cands]
-        if not found:
+        depths = [d for d, _ in bands]
+        if depths != list(range(depths[0], depths[0] + len(depths))) if depths else False:
+            # Something other than bands lies between: take the innermost band's best.
+            found = [f for f in found if f[1] == depths[-1]]
+        # The best candidate whose move keeps every ordering the reductions' own
+        # reordering must keep (reduction_members alone looks at the last writers).
+        chosen = next((f for f in sorted(found, reverse=True) if self.order_legal(
+            node, f[1], sum(d > f[1] for d in depths), f[2])), None)
+        if chosen is None:
             for _ in range(depth):
                 n = n.parent()
             return n, False
-        rank, at, m, mark = max(found)
-        below = [d for d, _ in bands if d > at]
-        if below and below != list(range(at + 1, at + 1 + len(below))):
-            # Something other than bands lies between: take the innermost band's best.
-            inner = [(r, d, mm, mk) for r, d, mm, mk in found if d == bands[-1][0]]
-            if not inner:
-                for _ in range(depth):
-                    n = n.parent()
-                return n, False
-            rank, at, m, mark = max(inner)
-            below = []
+        _, at, m, mark = chosen
+        below = [d for d in depths if d > at]
         n = node
         for _ in range(at):
             n = n.child(0)
@@ -372,6 +376,31 @@ class _CpuMapper:
         for _ in range(at + (1 if m > 0 else 0)):
             n = n.parent()
         return n, True
+
+    def order_legal(self, node: isl.ScheduleNode, at: int, count: int, m: int) -> bool:
+        """Whether the band ``at`` levels below ``node``, merged with the ``count``
+        bands below it and with member ``m`` moved last, keeps every dependence that
+        survives reordering the reductions (``Dependences.reordering``: the init of a
+        reduction before all its updates, its readers after all of them) pointing
+        forward. Moving a reduction's tile loop inside its point loop may not."""
+        for _ in range(at):
+            node = node.child(0)
+        mupa, child = node.band_get_partial_schedule(), node
+        for _ in range(count):
+            child = child.child(0)
+            mupa = mupa.flat_range_product(child.band_get_partial_schedule())
+        n = mupa.dim(isl.dim_type.set)
+        permuted = mupa
+        for j, i in enumerate([i for i in range(n) if i != m] + [m]):
+            permuted = permuted.set_at(j, mupa.get_at(i))
+        dom = node.get_domain()
+        active = self.dependences.reordering.intersect_domain(dom).intersect_range(dom)
+        if node.get_schedule_depth() > 0:
+            active = active.eq_at_multi_union_pw_aff(
+                node.get_prefix_schedule_multi_union_pw_aff())
+        order = isl.UnionMap.from_multi_union_pw_aff(permuted)
+        dist = active.apply_domain(order).apply_range(order).deltas()
+        return dist.is_empty() or lex_nonnegative(isl.Set.from_union_set(dist))
 
     def merge_below(self, node: isl.ScheduleNode, count: int) -> isl.ScheduleNode:
         """The band at ``node`` with the ``count`` bands right below it merged into it

@@ -58,10 +58,25 @@ class Dependences:
         """What the scheduler tries to keep close: all dependences."""
         return self.all
 
+    #: The dependences the reductions' chains carried transitively (see
+    #: :func:`_around_reductions`); empty when built without them.
+    around: isl.UnionMap | None = None
+
     @property
     def coincidence(self) -> isl.UnionMap:
         """All dependences but the reductions' (see the module docstring)."""
         return self.all.subtract(self.reduction).coalesce()
+
+    @property
+    def reordering(self) -> isl.UnionMap:
+        """What a schedule that reorders reductions must still respect: all dependences
+        but the reductions', plus what their chains carried (a statement before a
+        reduction precedes every instance that accumulates into the same element, one
+        after it follows every such instance: :func:`_around_reductions`)."""
+        rest = self.all.subtract(self.reduction)
+        if self.around is not None:
+            rest = rest.union(self.around)
+        return rest.coalesce()
 
     def __str__(self) -> str:
         def show(title: str, m: isl.UnionMap) -> list[str]:
@@ -119,4 +134,33 @@ def compute_dependences(scop: Scop) -> Dependences:
         dom = isl.UnionSet.from_set(scop.statement(name).domain)
         for deps in (flow, anti, output):
             reduction = reduction.union(deps.intersect_domain(dom).intersect_range(dom))
-    return Dependences(flow=flow, anti=anti, output=output, reduction=reduction.coalesce())
+    reduction = reduction.coalesce()
+    others = flow.union(anti).union(output).subtract(reduction)
+    return Dependences(flow=flow, anti=anti, output=output, reduction=reduction,
+                       around=_around_reductions(scop, others))
+
+
+def _around_reductions(scop: Scop, others: isl.UnionMap) -> isl.UnionMap:
+    """The dependences that the reduction chains carried transitively.
+
+    isl's dataflow gives each access its *last* writer: the init of ``y(r) +=! x(r, i)``
+    precedes only the update at ``i = 0``, the reader of ``y(r)`` follows only the one
+    at ``i = N - 1``, and the chain of updates orders the rest. Dropping the chain
+    (a reduction may run in any order) must not drop that order too: here the init is
+    made to precede every update of the same element and the reader to follow every
+    one. Without this, a mapping that moved a reduction's tile loop inside its point
+    loop (the CPU's vector reduction made innermost) ran the init after some updates
+    and the reader before others: a wrong sum (``acc(r) +=! x(r, i); y(r) = acc(r)``
+    tiled 4 x 8 on the CPU target). Not coincidence constraints: an init fused at
+    ``k = 0`` of a reduction's band still lets the mapping reduce along ``k``.
+    """
+    around = isl.UnionMap.empty(others.get_space())
+    for name in reduction_statements(scop):
+        st = scop.statement(name)
+        dom = isl.UnionSet.from_set(st.domain)
+        write = isl.UnionMap.from_map(st.write.relation).intersect_domain(dom)
+        same = write.apply_range(write.reverse())  # instances writing the same element
+        into = others.intersect_range(dom).subtract(others.intersect_domain(dom))
+        out_of = others.intersect_domain(dom).subtract(others.intersect_range(dom))
+        around = around.union(into.apply_range(same)).union(same.apply_range(out_of))
+    return around.coalesce()

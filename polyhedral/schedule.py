@@ -188,6 +188,19 @@ def _band_permutable(node: isl.ScheduleNode, deps: isl.UnionMap) -> bool:
     )
 
 
+def lex_nonnegative(dist: isl.Set) -> bool:
+    """Whether every vector of ``dist`` is lexicographically >= 0 (a schedule whose
+    dependence distances are ``dist`` runs every source no later than its sink)."""
+    for i in range(dist.dim(isl.dim_type.set)):
+        if not dist.upper_bound_val(isl.dim_type.set, i, isl.Val.int_from_si(
+                dist.get_ctx(), -1)).is_empty():
+            return False
+        dist = dist.fix_val(isl.dim_type.set, i, 0)
+        if dist.is_empty():
+            return True
+    return True
+
+
 def reduction_members(node: isl.ScheduleNode, deps: Dependences) -> tuple[bool, ...]:
     """For each member of a band: is it kept from being coincident only by reductions?"""
     exact = band_coincidence(node, deps.validity)

@@ -3,7 +3,9 @@
 It is the oracle of every kernel test, so it is written to be obviously right, not
 fast: each stage is evaluated over its whole box domain at once with broadcasting.
 Values have the declared types (bfloat16 is stored in float32 and rounded after
-every operation); reductions accumulate in the type of the written tensor. Only the
+every operation); reductions accumulate in the type of the written tensor, except
+half-precision sums and products, which accumulate in float32
+(:mod:`tc.ir.wide_accumulators`). Only the
 chosen branch of ``?:`` and the needed operand of ``&&``/``||`` are evaluated, so a
 guarded read is never checked against the bounds it is guarded from; any other
 out-of-bounds read raises a positioned :class:`TcRangeError`.
@@ -21,6 +23,7 @@ from tc.errors import TcArgumentError, TcRangeError
 from tc.ir import nodes as ir
 from tc.ir.index_width import size_index_bits
 from tc.ir.types import ScalarType
+from tc.ir.wide_accumulators import widen_accumulators
 
 
 def run(
@@ -32,6 +35,10 @@ def run(
     ``sizes`` gives the value of every size symbol. Outputs start zero-filled, so
     elements no statement writes are 0.
     """
+    # Half-precision sums and products accumulate in float32 (the language's semantics,
+    # which every target runs the same way: tc.ir.wide_accumulators).
+    declared = fn
+    fn = widen_accumulators(fn)
     # Sizes and indices as int64 arrays where int32 cannot hold them (as the kernels'
     # index arithmetic: tc.ir.index_width); raises TcArgumentError beyond 64 bits.
     wide = all(isinstance(v, int | np.integer) for v in sizes.values()) and (
@@ -47,7 +54,7 @@ def run(
             except OverflowError as e:  # numpy refusing an index: say where, as a TcError
                 raise TcArgumentError(f"{fn.name}: the statement writing '{stage.tensor}' "
                                       f"overflows its index arithmetic: {e}") from None
-    return {t.name: store[t.name] for t in fn.outputs + fn.temps}
+    return {t.name: store[t.name] for t in declared.outputs + declared.temps}
 
 
 def _run_stage(fn: ir.Function, stage: ir.Stage, store: dict, sizes: Mapping[str, int],
@@ -164,7 +171,10 @@ def _safe_gamma(v: float) -> float:
 
 
 def _fdim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(x) | np.isnan(y), x + y, np.maximum(x - y, 0).astype(x.dtype))
+    # C99's: x - y when x > y, else +0 (so fdim(inf, inf) is 0, not inf - inf); NaN in,
+    # NaN out.
+    zero = np.zeros((), dtype=np.result_type(x, y))
+    return np.where(np.isnan(x) | np.isnan(y), x + y, np.where(x > y, x - y, zero))
 
 
 _MATH = {

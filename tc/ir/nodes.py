@@ -99,6 +99,15 @@ class Let(Expr):
     body: Expr
 
 
+def under_lets(e: Expr, f) -> Expr:
+    """``e`` with ``f`` applied to the body of its leading ``Let`` s (a statement's
+    right-hand side keeps its ``where`` bindings on top, where lowering looks for them)."""
+    if isinstance(e, Let):
+        body = under_lets(e.body, f)
+        return Let(e.name, e.value, body, type=body.type, span=e.span)
+    return f(e)
+
+
 def children(e: Expr) -> tuple[Expr, ...]:
     """The direct sub-expressions of ``e``."""
     if isinstance(e, Read):

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from tc.ir import nodes as ir
 from tc.ir.sym import Sym, smax
 from tc.ir.types import ScalarType
+from tc.ir.wide_accumulators import widen_accumulators
 
 INT32 = ScalarType.INT32
 
@@ -60,7 +61,9 @@ def _candidates(fn: ir.Function) -> tuple[int, ...]:
 
 
 def sum_splits(fn: ir.Function, sizes: Mapping[str, int]) -> Splits:
-    """Which reductions of ``fn`` to split at ``sizes``, and how many times."""
+    """Which reductions of ``fn`` to split at ``sizes``, and how many times (positions
+    among the stages of ``fn`` with its accumulators widened: what the kernels run)."""
+    fn = widen_accumulators(fn)
     candidates = _candidates(fn)
     out = [(-1, 0)] * len(fn.stages)
     for k in candidates:
@@ -111,6 +114,21 @@ def _fresh(base: str, taken: set[str]) -> str:
     return name
 
 
+def _zero(t: ScalarType) -> ir.Expr:
+    return ir.FloatImm(0.0, type=t) if t.is_float else ir.IntImm(0, type=t)
+
+
+def _guarded(e: ir.Expr, inside: ir.Expr, zero: ir.Expr) -> ir.Expr:
+    """``inside ? e : zero``, with the ``where`` bindings of ``e`` kept on top (where
+    lowering looks for them) and each bound value guarded too: the last chunk's
+    padding iterations must read nothing."""
+    if isinstance(e, ir.Let):
+        value = ir.Select(inside, e.value, _zero(e.value.type), type=e.value.type)
+        body = _guarded(e.body, inside, zero)
+        return ir.Let(e.name, value, body, type=body.type, span=e.span)
+    return ir.Select(inside, e, zero, type=e.type)
+
+
 def _split_stage(fn: ir.Function, st: ir.Stage, which: int, taken: set[str]
                  ) -> tuple[ir.TensorDecl, ir.Stage, ir.Stage]:
     """The partial-sum temporary and the two stages replacing ``st`` (split along its
@@ -127,7 +145,7 @@ def _split_stage(fn: ir.Function, st: ir.Stage, which: int, taken: set[str]
         type=INT32)
     inside = ir.Binary("<", i, _sym_expr(d.hi), type=ScalarType.BOOL)
     zero = ir.FloatImm(0.0, type=st.rhs.type)
-    rhs = ir.Select(inside, _Substitute(d.name, i).mutate(st.rhs), zero, type=st.rhs.type)
+    rhs = _guarded(_Substitute(d.name, i).mutate(st.rhs), inside, zero)
     others = tuple(x for x in st.reduction_dims if x.name != d.name)
     first = ir.Stage(temp.name, (*st.lhs, j),
                      (*st.lhs_dims, ir.Dim(j, Sym.of(0), count), *others,
@@ -141,8 +159,10 @@ def _split_stage(fn: ir.Function, st: ir.Stage, which: int, taken: set[str]
 
 
 def split_sums(fn: ir.Function, splits: Sequence[tuple[int, int]]) -> ir.Function:
-    """``fn`` with the reductions ``splits`` names (:func:`sum_splits`) split; ``fn``
-    itself when there are none."""
+    """``fn`` (its half-precision accumulators widened: :mod:`tc.ir.wide_accumulators`)
+    with the reductions ``splits`` names (:func:`sum_splits`) split; ``fn`` itself when
+    there is nothing to change."""
+    fn = widen_accumulators(fn)
     if all(levels == 0 for _, levels in splits):
         return fn
     taken = {t.name for t in fn.tensors} | set(fn.size_names)

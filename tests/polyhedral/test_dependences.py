@@ -6,8 +6,11 @@ from collections import defaultdict
 
 import islpy as isl
 import pytest
+import torch
 from poly_cases import SIZES, TEXTS, pairs, scop_and_deps, specialise
+from targets_here import runnable_targets
 
+import tc
 from polyhedral.dependences import reduction_statements
 
 
@@ -35,6 +38,11 @@ def test_matmul_dependences():
     assert deps.validity.is_equal(chain.union(init))
     assert deps.proximity.is_equal(deps.validity)
     assert deps.coincidence.is_equal(init)
+    # Reordering the reduction, the init still precedes every update of its element,
+    # not only the first (the chain that ordered the others may be reordered).
+    every = _umap(scop, "S0_init[m, n] -> S0[m, n, k] : 0 <= m < M and 0 <= n < N and "
+                        "0 <= k < K")
+    assert deps.reordering.is_equal(every)
     assert reduction_statements(scop) == ("S0",)
 
 
@@ -130,3 +138,17 @@ def test_printer():
         assert piece in text
     _, deps = scop_and_deps("transpose")
     assert "flow (RAW): none" in str(deps)
+
+
+@pytest.mark.skipif("cpu" not in runnable_targets(), reason="no C compiler here")
+def test_a_reduction_loop_is_not_moved_past_its_init_and_reader() -> None:
+    """The CPU mapping once moved the tile loop of a reduction inside its point loop
+    (for a vector reduction): the init then ran after some updates and the reader
+    before others, because the last-writer dependences minus the reduction chain no
+    longer ordered them. ``Dependences.reordering`` keeps that order."""
+    text = "def rs(float(R, N) x) -> (y) {\n  acc(r) +=! x(r, i)\n  y(r) = acc(r) * 2.0\n}"
+    x = torch.rand(5, 200) * 100 + 50
+    for tiles in ([4, 8], [4, 8, 8], [2, 3]):
+        options = tc.MappingOptions("naive").tile(tiles)
+        y = tc.define(text, lambda *a, o=options: o, backend="cpu").rs(x)
+        torch.testing.assert_close(y, x.sum(1) * 2, rtol=1e-4, atol=0)
