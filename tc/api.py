@@ -279,12 +279,20 @@ class TC:
 
     def options_for(self, fn: ir.Function, call: BoundCall) -> MappingOptions:
         """The mapping options of an entry point for a call's signature: asked of the
-        options factory once per signature (naive options without a factory)."""
+        options factory once per signature; without a factory, the target's default
+        (:func:`tc.defaults.default_options`), chosen once per signature class from
+        the first call's sizes, so that a kernel compiled for every size serves the
+        later batch sizes too."""
         key = (fn.name, call.signature())
         opts = self._options.get(key)
         if opts is None:
             if self.options_factory is None:
-                opts = MappingOptions("naive")
+                from codegen.executor import signature_class
+
+                wide = (fn.name, "default", signature_class(call.signature()))
+                opts = self._options.get(wide)
+                if opts is None:
+                    opts = self._options[wide] = self._default(fn, call)
             else:
                 opts = self.options_factory(self.lang, fn.name, *call.inputs)
                 if not isinstance(opts, MappingOptions):
@@ -293,6 +301,16 @@ class TC:
                         "tc.MappingOptions")
             self._options[key] = opts
         return opts
+
+    def _default(self, fn: ir.Function, call: BoundCall) -> MappingOptions:
+        from tc.defaults import default_options
+
+        pick = getattr(self.backend, "pick", None)  # backend=None: by the call's device
+        target = pick(call).target if pick is not None else getattr(self.backend, "target",
+                                                                     None)
+        if target is None:  # the reference interpreter takes no options
+            return MappingOptions("naive")
+        return default_options(fn, call, target)
 
     @property
     def entry_points(self) -> tuple[str, ...]:
@@ -328,8 +346,10 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
     kernels built by the system C compiler), ``"opencl"`` (the GPU kernels on PoCL's
     CPU device: the GPU-faithful check), ``"cuda"`` (kernels on a CUDA GPU), or None:
     CUDA tensors go to ``"cuda"``, CPU tensors to ``"cpu"`` (``"opencl"`` where no C
-    compiler exists). ``options_factory(lang, entry_point,
-    *inputs)`` supplies the mapping options of compiled back ends (naive by default).
+    compiler exists). ``options_factory(lang, entry_point, *inputs)`` supplies the
+    mapping options of compiled back ends; without one, a cheap per-target default
+    (:func:`tc.defaults.default_options`) is used, and
+    ``tc.make_naive_options_factory()`` gives the naive options.
 
     ``cache`` (True for the default file, a path, or an
     ``autotuner.cache.CompilationCache``) is an on-disk compilation cache that the
