@@ -147,9 +147,14 @@ def test_artifact_without_binaries_still_skips_scheduling(opencl_executor) -> No
     torch.testing.assert_close(ex(*inputs), _expected(*inputs))
 
 
-def test_artifact_for_another_call_is_refused(opencl_executor) -> None:
-    blob = opencl_executor.artifact()
-    x, W, bias = _inputs()
+def test_artifact_for_another_call_is_refused() -> None:
+    # A program compiled for one shape (fixed parameters) serves that shape only.
+    inputs = _inputs()
+    x, W, bias = inputs
+    fixed = tc.compile(FC, "fc_relu", OPTIONS.fixParametersBeforeScheduling(True), *inputs,
+                       backend="opencl")
+    assert not fixed.program.symbolic
+    blob = fixed.artifact()
     other_shape = tc.define(FC).fc_relu.bind(torch.randn(4, 6), W, bias).signature()
     with pytest.raises(ArtifactError, match="compiled for inputs"):
         Executor.from_artifact(blob, "opencl", other_shape)
@@ -162,7 +167,38 @@ def test_artifact_for_another_call_is_refused(opencl_executor) -> None:
         Executor.from_artifact(blob, "opencl", doubles)
     renamed = tc.define(FC.replace("bias", "b0"))["fc_relu"].ir
     with pytest.raises(ArtifactMismatch):
-        Executor.from_artifact(blob, "opencl", opencl_executor.signature, fn=renamed)
+        Executor.from_artifact(blob, "opencl", fixed.signature, fn=renamed)
+
+
+def test_a_symbolic_artifact_serves_its_signature_class_only(opencl_executor) -> None:
+    # Sizes left symbolic: the artefact serves every size of its signature class ...
+    assert opencl_executor.program.symbolic
+    blob = opencl_executor.artifact()
+    _, W, bias = _inputs()
+    define = tc.define(FC).fc_relu
+    for rows in (4, 1, 37):
+        x = torch.randn(rows, 6, generator=torch.Generator().manual_seed(rows))
+        ex = Executor.from_artifact(blob, "opencl", define.bind(x, W, bias).signature(),
+                                    fn=opencl_executor.fn)
+        torch.testing.assert_close(ex(x, W, bias), _expected(x, W, bias))
+    g = torch.Generator().manual_seed(7)
+    x, W, bias = (torch.randn(9, 11, generator=g), torch.randn(13, 11, generator=g),
+                  torch.randn(13, generator=g))
+    ex = Executor.from_artifact(blob, "opencl", define.bind(x, W, bias).signature())
+    torch.testing.assert_close(ex(x, W, bias), _expected(x, W, bias))
+    # ... and no other class: another unit-stride pattern, dtype or rank.
+    x, W, bias = _inputs()
+    transposed = define.bind(torch.randn(6, 5).T, W, bias).signature()
+    with pytest.raises(ArtifactError, match="compiled for inputs"):
+        Executor.from_artifact(blob, "opencl", transposed)
+    doubles = tc.define(FC.replace("float", "double")).fc_relu.bind(
+        x.double(), W.double(), bias.double()).signature()
+    with pytest.raises(ArtifactError, match="compiled for inputs"):
+        Executor.from_artifact(blob, "opencl", doubles)
+    (dtype, _, _), *rest, device = opencl_executor.signature
+    rank3 = ((dtype, (5, 6, 2), (12, 2, 1)), *rest, device)
+    with pytest.raises(ArtifactError, match="compiled for inputs"):
+        Executor.from_artifact(blob, "opencl", rank3)
 
 
 def test_a_rejected_binary_is_a_backend_error(opencl_executor) -> None:

@@ -81,19 +81,24 @@ def _shared_buffers(program: CompiledProgram) -> dict[str, tuple[int, ...]]:
 
 
 def _run_opencl(text: str, entry: str, options: MappingOptions, inputs: tuple[torch.Tensor, ...],
-                rtol: float = 1e-4, atol: float = 1e-5) -> CompiledProgram:
+                rtol: float = 1e-4, atol: float = 1e-5,
+                more: tuple[tuple[torch.Tensor, ...], ...] = ()) -> CompiledProgram:
     """Compile for PoCL, run, compare with the interpreter, check the inputs are left
-    alone and the static structure (as ``_check_opencl`` of test_compile_catalogue)."""
-    saved = [t.clone() for t in inputs]
-    want = _reference(text)[entry](*inputs)
+    alone and the static structure (as ``_check_opencl`` of test_compile_catalogue).
+    ``more``: other calls (of the same signature class) for the same executor, each
+    compared with the interpreter too (a program with symbolic sizes serves them)."""
     executor = tc.compile(text, entry, options, *inputs, backend="opencl")
-    got = executor(*inputs)
     what = f"{entry} {options!r}"
-    assert_same(got, want, rtol, atol, what=what)
-    for before, after in zip(saved, inputs, strict=True):
-        assert torch.equal(before, after), f"{what}: an input was modified"
+    for call in (inputs, *more):
+        saved = [t.clone() for t in call]
+        want = _reference(text)[entry](*call)
+        got = executor(*call)
+        shapes = [tuple(t.shape) for t in call]
+        assert_same(got, want, rtol, atol, what=f"{what} at {shapes}")
+        for before, after in zip(saved, call, strict=True):
+            assert torch.equal(before, after), f"{what}: an input was modified"
+        assert len(as_tuple(got)) == len(executor.fn.outputs)
     assert structure_problems(executor.program) == [], what
-    assert len(as_tuple(got)) == len(executor.fn.outputs)
     return executor.program
 
 
@@ -287,14 +292,24 @@ def test_one_warp_blocks_use_syncwarp(threads: tuple[int, int], size: int,
     assert "__sync" not in ck.opencl_source
 
 
-def test_a_one_warp_block_with_shared_memory_compiles_and_runs() -> None:
+@pytest.mark.parametrize("fixed", [False, True], ids=["symbolic", "fixed"])
+def test_a_one_warp_block_with_shared_memory_compiles_and_runs(fixed: bool) -> None:
+    # 8x8 boxes: from the tiles when sizes stay symbolic (a box bounded at every
+    # size), from the 8x8 operands when they are fixed.
     a, b = torch.randn(8, 8), torch.randn(8, 8)
     options = _shared().mapToThreads(4, 4)
+    options = options.fixParametersBeforeScheduling(True) if fixed else options.tile(8, 8, 8)
     executor = tc.compile(MATMUL, "matmul", options, a, b, backend="cuda", arch="sm_80")
+    assert executor.program.symbolic is not fixed
     (info,) = executor.kernels
-    assert "__syncwarp();" in info.source
+    assert info.block == (4, 4, 1)
+    assert "__syncwarp();" in info.source and "__syncthreads" not in info.source
     assert info.resources["spill_bytes"] == 0 and info.resources["shared_bytes"] == 2 * 64 * 4
-    _run_opencl(MATMUL, "matmul", options, (a, b))
+    # Symbolic: the same kernel serves sizes below, across and above the 8x8 tiles.
+    more = () if fixed else tuple((torch.randn(m, kk), torch.randn(kk, n))
+                                  for m, kk, n in ((3, 5, 7), (19, 11, 17)))
+    program = _run_opencl(MATMUL, "matmul", options, (a, b), more=more)
+    assert _shared_buffers(program) == {"sh0_A": (8, 8), "sh0_B": (8, 8)}
 
 
 # -- (f) shared promotion on PoCL ---------------------------------------------------------------
@@ -322,15 +337,26 @@ def test_catalogue_with_shared_memory_matches_the_interpreter(name: str,
         assert all(g <= n for g, n in zip(ck.grid, (*options.blocks, 1, 1), strict=False))
 
 
-# (kernel, sizes (None: the first test size), options on top of naive + shared)
+def _fixed(options: MappingOptions) -> MappingOptions:
+    return options.fixParametersBeforeScheduling(True)
+
+
+# (kernel, sizes (None: the first test size), options on top of naive + shared).
+# Boxes of whole dimensions (a shallow sharedDepth, a convolution's image) are bounded
+# only at one shape: those cases fix the parameters. With symbolic sizes, tiles small
+# enough give constant boxes that fit the limits; those run at a second size too.
 VARIANTS = [
-    ("matmul", {"M": 40, "K": 70, "N": 33}, lambda o: o.sharedDepth(2)),
-    ("matmul", None, lambda o: o.maxSharedMemory(64).unrollCopyShared(True)),
-    ("conv2d", None, lambda o: o.sharedDepth(1)),
-    ("group_conv", None, lambda o: o.sharedDepth(1).unrollCopyShared(True)),
-    ("tbmm", None, lambda o: o.maxSharedMemory(64)),
+    ("matmul", {"M": 40, "K": 70, "N": 33}, lambda o: _fixed(o.sharedDepth(2))),
+    ("matmul", None, lambda o: _fixed(o.maxSharedMemory(64).unrollCopyShared(True))),
+    ("conv2d", None, lambda o: _fixed(o.sharedDepth(1))),
+    ("group_conv", None, lambda o: _fixed(o.sharedDepth(1).unrollCopyShared(True))),
+    ("tbmm", None, lambda o: _fixed(o.maxSharedMemory(64))),
     ("mlp3", None, lambda o: o.maxSharedMemory(200)),
-    ("softmax", None, lambda o: o.maxSharedMemory(64).unrollCopyShared(True)),
+    ("softmax", None, lambda o: _fixed(o.maxSharedMemory(64).unrollCopyShared(True))),
+    ("matmul", {"M": 40, "K": 70, "N": 33}, lambda o: o.tile(8, 8, 8).sharedDepth(3)),
+    ("matmul", None, lambda o: o.tile(4, 4, 4).maxSharedMemory(64).unrollCopyShared(True)),
+    ("tbmm", None, lambda o: o.tile(1, 4, 4, 4).maxSharedMemory(64)),
+    ("softmax", None, lambda o: o.tile(4, 4).maxSharedMemory(64).unrollCopyShared(True)),
 ]
 
 
@@ -340,8 +366,12 @@ def test_shared_depths_limits_and_unrolled_copies_match_the_interpreter(name, si
                                                                         tweak) -> None:
     kernel = KERNELS[name]
     options = tweak(_shared())
+    first = sizes or kernel.test_sizes[0]
+    more = () if options.fix_parameters else (
+        _inputs(kernel, {s: 2 * v + 1 for s, v in first.items()}),)
     program = _run_opencl(kernel.tc, kernel.entry, options, _inputs(kernel, sizes),
-                          kernel.rtol, kernel.atol)
+                          kernel.rtol, kernel.atol, more)
+    assert program.symbolic is not options.fix_parameters
     limit = options.max_shared_memory
     assert _shared_buffers(program), f"{name}: nothing promoted, the case tests nothing"
     for ck in program.kernels:

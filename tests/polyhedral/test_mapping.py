@@ -9,6 +9,8 @@ over ids, and every statement run by one id of each axis that does not distribut
 
 from __future__ import annotations
 
+import logging
+
 import islpy as isl
 import pytest
 import torch
@@ -22,6 +24,7 @@ from kernel_checks import (
 import tc
 from codegen import kernel as k
 from codegen.compiler import compile_program, make_buffers
+from codegen.executor import Executor
 from codegen.host import split_program
 from codegen.lower import lower_kernel, mark_depths, synchronize_kernel
 from codegen.printer import print_kernel
@@ -46,19 +49,74 @@ def _catalogue_inputs(name: str) -> tuple[torch.Tensor, ...]:
 
 # -- launch configurations --------------------------------------------------------------------
 
+def _one_shape_executor(text: str, entry: str, options: MappingOptions, how: str,
+                        *inputs: torch.Tensor) -> Executor:
+    """An executor for the shape of ``inputs`` only: with fixed parameters ("fixed"), or
+    scheduled with symbolic parameters under a context fixing them to these sizes
+    ("per_shape", ``compile_program(symbolic=False)``)."""
+    if how == "fixed":
+        return _executor(text, entry, options.fixParametersBeforeScheduling(True), *inputs)
+    fn = tc.define(text)[entry]
+    call = fn.bind(*inputs)
+    program = compile_program(fn.ir, options, call.sizes, [t.stride() for t in call.inputs])
+    return Executor(program, "opencl", call.signature())
+
+
+@pytest.mark.parametrize("how", ["fixed", "per_shape"])
 @pytest.mark.parametrize(("m", "r", "n"), [(3, 5, 7), (64, 64, 64), (1, 1, 1)])
 def test_matmul_naive_is_one_kernel_with_grid_and_block_tightened_to_the_domain(
-        m: int, r: int, n: int) -> None:
-    """naive: 32x32 tiles, blocks (256, 256), threads (32, 8); the launch covers the
-    tiles and tile points that exist, no more."""
+        m: int, r: int, n: int, how: str) -> None:
+    """naive compiled for one shape: 32x32 tiles, blocks (256, 256), threads (32, 8);
+    the launch covers the tiles and tile points that exist, no more."""
     a, b = torch.randn(m, r), torch.randn(r, n)
-    ex = _executor(MATMUL, "matmul", MappingOptions("naive"), a, b)
-    assert len(ex.kernels) == 1
+    ex = _one_shape_executor(MATMUL, "matmul", MappingOptions("naive"), how, a, b)
+    assert not ex.program.symbolic
+    # With fixed parameters, a single instance (1x1x1) gives the scheduler no loop to
+    # fuse the init and the update over: two kernels, each launched on one thread.
+    assert len(ex.kernels) == (2 if how == "fixed" and m * r * n == 1 else 1)
     tiles_m, tiles_n = -(-m // 32), -(-n // 32)
-    assert ex.kernels[0].grid == (min(256, tiles_m), min(256, tiles_n), 1)
-    assert ex.kernels[0].block == (min(32, n), min(8, m), 1)
+    for info in ex.kernels:
+        assert info.grid == (min(256, tiles_m), min(256, tiles_n), 1)
+        assert info.block == (min(32, n), min(8, m), 1)
     # the reduction is not distributed: k is a sequential loop, m and n are mapped
     torch.testing.assert_close(ex(a, b), a @ b, rtol=1e-4, atol=1e-5)
+
+
+def _launched(caplog: pytest.LogCaptureFixture) -> list[tuple[tuple[int, ...], ...]]:
+    """(grid, block) of each launch the executor logged."""
+    out = []
+    for rec in caplog.records:
+        if rec.name == "codegen.executor" and rec.msg.startswith("launch "):
+            _, grid, block = rec.args
+            out.append((tuple(grid), tuple(block)))
+    return out
+
+
+@pytest.mark.parametrize(("m", "r", "n"), [(3, 5, 7), (1, 1, 1)])
+def test_symbolic_matmul_naive_keeps_its_block_and_clips_the_grid_per_call(
+        m: int, r: int, n: int, caplog: pytest.LogCaptureFixture) -> None:
+    """naive with symbolic sizes: one kernel for every size of the call's class, whose
+    block comes from the options' threads (bounded by the 32x32 tiles at every size),
+    never from the call it was compiled for; the host clips the grid to the tiles of
+    each call, up to the options' (256, 256) blocks."""
+    a, b = torch.randn(m, r), torch.randn(r, n)
+    ex = _executor(MATMUL, "matmul", MappingOptions("naive"), a, b)
+    assert ex.program.symbolic
+    assert len(ex.kernels) == 1
+    assert ex.kernels[0].block == (32, 8, 1)
+    # Shown with the launch of the call compiled for.
+    assert ex.kernels[0].grid == (-(-m // 32), -(-n // 32), 1)
+    # Calls of the same class (a dimension of 1 has no unit stride: another class).
+    calls = [(m, r, n)] if m * r * n == 1 else [
+        (m, r, n), (2, 2, 2), (64, 64, 64), (33, 2, 65), (8200, 2, 3), (3, 2, 8250)]
+    for mm, rr, nn in calls:
+        a, b = torch.randn(mm, rr), torch.randn(rr, nn)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="codegen.executor"):
+            got = ex(a, b)
+        torch.testing.assert_close(got, a @ b, rtol=1e-4, atol=1e-5)
+        want_grid = (min(256, -(-mm // 32)), min(256, -(-nn // 32)), 1)
+        assert _launched(caplog) == [(want_grid, (32, 8, 1))], (mm, rr, nn)
 
 
 def test_softmax_kernel_count_follows_the_fusion_strategy() -> None:

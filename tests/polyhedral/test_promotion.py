@@ -368,12 +368,34 @@ def test_a_written_tensor_is_copied_back_only_when_the_block_writes_its_whole_bo
 
 
 def test_a_copied_back_tensor_gives_the_interpreters_result() -> None:
+    """With fixed parameters, one tile covers the 20 elements of B: its whole box is
+    promoted and copied back (as the per-shape case above)."""
     a = torch.randn(20)
     want = _entry(NEIGHBOUR, "neighbour")(a)
-    executor = tc.compile(NEIGHBOUR, "neighbour", _max_fusion(), a, backend="opencl")
-    assert _copy_outs(executor.program.kernels[0].kernel), "B is not copied back any more"
+    options = _max_fusion().fixParametersBeforeScheduling(True)
+    executor = tc.compile(NEIGHBOUR, "neighbour", options, a, backend="opencl")
+    assert not executor.program.symbolic
+    assert _shared(executor.program) == {"sh0_B": (20,)}
+    copies = _copy_outs(executor.program.kernels[0].kernel)
+    assert copies and {s.buffer for s in copies} == {"t_B"}, "B is not copied back any more"
     assert_same(executor(a), want, what="neighbour")
     assert structure_problems(executor.program) == []
+
+
+def test_with_symbolic_sizes_a_box_of_the_whole_tensor_is_not_promoted() -> None:
+    """Symbolic sizes: whether one tile covers B depends on N, and B's box (a tile and
+    one element past it) is only safe to copy back when it does; B stays in global
+    memory, and the one kernel gives the interpreter's results at every size."""
+    executor = tc.compile(NEIGHBOUR, "neighbour", _max_fusion(), torch.randn(20),
+                          backend="opencl")
+    assert executor.program.symbolic
+    assert len(executor.program.kernels) == 1
+    assert "B" not in _promoted_tensors(executor.program)
+    assert _copy_outs(executor.program.kernels[0].kernel) == []
+    assert structure_problems(executor.program) == []
+    for n in (20, 2, 33, 64, 70):
+        a = torch.randn(n)
+        assert_same(executor(a), _entry(NEIGHBOUR, "neighbour")(a), what=f"neighbour N={n}")
 
 
 COPY_OUT_KERNELS = ("softmax", "layer_norm", "mlp3", "group_norm", "fc_relu_backward",
