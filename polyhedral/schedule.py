@@ -50,11 +50,13 @@ being coincident (candidates for a tree reduction).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import islpy as isl
 
+from polyhedral.bounded import TimedOut, bounded_text
 from polyhedral.dependences import Dependences
 from polyhedral.scop import Scop
 from tc.options import MappingOptions
@@ -73,6 +75,7 @@ __all__ = [
 ]
 
 _BAND = isl.schedule_node_type.band
+log = logging.getLogger(__name__)
 
 # The scheduler's options of each strategy (isl option name without "schedule_").
 _MAX = {"whole_component": 1, "separate_components": 0, "serialize_sccs": 0,
@@ -84,7 +87,7 @@ _CLUSTER = {"whole_component": 0, "separate_components": 1, "serialize_sccs": 0,
 _MIN = {"whole_component": 0, "separate_components": 1, "serialize_sccs": 1,
         "maximize_coincidence": 0}
 _OPTIONS = ("whole_component", "separate_components", "serialize_sccs",
-            "maximize_coincidence", "max_coefficient")
+            "maximize_coincidence", "max_coefficient", "max_constant_term")
 
 
 @contextmanager
@@ -100,6 +103,11 @@ def _isl_options(ctx: isl.Context, values: dict[str, int]) -> Iterator[None]:
             getattr(ctx, f"set_schedule_{n}")(v)
 
 
+#: The largest constant term (shift) of a schedule isl may search for (see
+#: _isl_schedule).
+MAX_CONSTANT_TERM = 16
+
+
 def _isl_schedule(ctx: isl.Context, domain: isl.UnionSet, context: isl.Set,
                   validity: isl.UnionMap, coincidence: isl.UnionMap,
                   values: dict[str, int]) -> isl.Schedule | None:
@@ -110,11 +118,32 @@ def _isl_schedule(ctx: isl.Context, domain: isl.UnionSet, context: isl.Set,
         .set_proximity(validity)
         .set_coincidence(validity if values.get("coincidence_all") else coincidence)
     )
+    # Bounded constant terms: with whole components and fixed sizes, isl's search for
+    # shifts ran for minutes (fuzz finding ce25c6d15c30: a compile that never ended,
+    # at 32 as at no bound, 0.7 s at 16). A try that would need a longer shift fails
+    # like an infeasible one; the next is taken, the textual order last.
+    values = {"max_constant_term": MAX_CONSTANT_TERM, **values}
     with _isl_options(ctx, {n: values[n] for n in _OPTIONS if n in values}):
+        if not values.get("coincidence_all"):
+            try:
+                return constraints.compute_schedule()
+            except isl.Error:
+                return None
+
+        # Clustering that maximises coincidence ran for minutes on some programs
+        # (fuzz finding 21fcbbd5b946), whatever the bounds: a deadline, in a child.
+        def compute() -> str | None:
+            try:
+                return str(constraints.compute_schedule())
+            except isl.Error:
+                return None
+
         try:
-            return constraints.compute_schedule()
-        except isl.Error:
+            text = bounded_text(compute)
+        except TimedOut as e:
+            log.info("isl's clustering scheduler gave up: %s", e)
             return None
+        return None if text is None else isl.Schedule.read_from_str(ctx, text)
 
 
 # -- walking schedule trees ------------------------------------------------------------

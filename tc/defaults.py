@@ -272,7 +272,9 @@ def _gpu(options: MappingOptions, shapes: list[StageShape], target: Target) -> N
     # Tiles in domain order: outer output loops untiled, the threaded ones one point
     # per thread, a contraction's long reduction tiled for shared memory.
     tiles = [0] * len(deep.lhs)
-    for axis, t in enumerate(threads):
+    # A scalar result (no output loop) has one thread and nothing to tile or cover.
+    threads = threads[: len(deep.lhs)] or [1]
+    for axis, t in enumerate(threads[: len(deep.lhs)]):
         pos = len(deep.lhs) - 1 - axis
         tiles[pos] = t if deep.lhs[pos] > t else 0
     shared = (deep.contraction and max(deep.reduction, default=0) >= GPU_SHARED_MIN_REDUCTION
@@ -282,13 +284,13 @@ def _gpu(options: MappingOptions, shapes: list[StageShape], target: Target) -> N
     options.tile(_trim(tiles))
     options.mapToThreads(*threads)
     blocks = []
-    for axis, t in enumerate(threads):
+    for axis, t in enumerate(threads[: len(deep.lhs)]):
         pos = len(deep.lhs) - 1 - axis
         blocks.append(max(1, min(_grid(limits, axis), -(-deep.lhs[pos] // t))))
     outer = math.prod(deep.lhs[: max(0, len(deep.lhs) - len(threads))])
     if outer > 1 and len(blocks) < 3:
         blocks.append(max(1, min(_grid(limits, len(blocks)), outer)))
-    options.mapToBlocks(*blocks)
+    options.mapToBlocks(*(blocks or [1]))
     options.unroll(4).usePrivateMemory(True)
     if shared:
         options.useSharedMemory(True).maxSharedMemory(target.shared_memory_bytes())

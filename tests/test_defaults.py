@@ -154,3 +154,12 @@ def test_choosing_is_cheap() -> None:
             assert best < 5e-3, f"{kernel.name} on {target}: {best * 1e3:.2f} ms"
             times.append(best)
     assert statistics.median(times) < 1e-3
+
+
+@pytest.mark.parametrize("target", runnable_targets())
+def test_a_scalar_result_gets_options_and_the_right_value(target: str) -> None:
+    """A definition whose result has no index (a full sum) has no output loop to map:
+    the GPU rules once indexed past the empty list."""
+    x = torch.rand(1000)
+    y = tc.define("def s(float(N) x) -> (y) { y +=! x(i) }", backend=target).s(x)
+    torch.testing.assert_close(y, x.double().sum().float(), rtol=1e-5, atol=0)

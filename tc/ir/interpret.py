@@ -159,9 +159,11 @@ def _gamma(x: np.ndarray) -> np.ndarray:
 
 def _safe_gamma(v: float) -> float:
     """C99's ``tgamma`` (what every target calls): +-inf at +-0, NaN at the negative
-    integers, overflow to inf, underflow to 0."""
+    integers and -inf, +inf at +inf, overflow to inf, underflow to 0."""
     if v == 0:
         return math.copysign(math.inf, v)
+    if math.isinf(v):  # tgamma(+inf) = +inf; tgamma(-inf) is a domain error: NaN
+        return v if v > 0 else math.nan
     try:
         return math.gamma(v)
     except (ValueError, OverflowError):
