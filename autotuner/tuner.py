@@ -3,10 +3,11 @@
 ``autotune(lang, entry_point, *inputs)`` searches the mapping options of one
 definition for the signature of ``inputs`` with the genetic algorithm of
 :mod:`autotuner.genetic`, evaluating candidates with :mod:`autotuner.evaluate` on
-the device the inputs live on (PoCL's CPU device for CPU tensors, the GPU for CUDA
-tensors), and returns the fastest valid options. With a compilation cache
-(:mod:`autotuner.cache`), ``load_from_cache`` returns the cached best options without
-tuning when the cache holds some, and ``store_to_cache`` stores the best options
+the target the inputs' device defaults to (the native CPU target for CPU tensors,
+the GPU for CUDA tensors; ``backend=`` picks another, e.g. PoCL), and returns the
+fastest valid options. With a compilation cache (:mod:`autotuner.cache`),
+``load_from_cache`` returns the cached best options without tuning when the cache
+holds some, and ``store_to_cache`` stores the best options
 found (the :data:`~autotuner.cache.KEEP` best, with their times) and the best
 candidate's compiled artefact.
 
@@ -440,8 +441,9 @@ def autotune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = 
     ``load_from_cache`` or ``store_to_cache`` asks for a cache); ``load_from_cache``
     returns the cached best options without tuning when there are some;
     ``store_to_cache`` stores the best options found with their times and compiled
-    kernel. ``backend`` is "opencl" (PoCL, CPU tensors) or "cuda" (None: by the
-    inputs' device). Raises ``TcBackendError`` when no candidate is valid.
+    kernel. ``backend`` is a target: "cpu", "opencl" (PoCL) for CPU tensors, or
+    "cuda" (None: the default target of the inputs' device). Raises
+    ``TcBackendError`` when no candidate is valid.
     """
     result = tune(lang, entry_point, *inputs, starting_options=starting_options,
                   tuner_config=tuner_config, cache_filename=cache_filename,

@@ -359,7 +359,7 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
     :func:`make_load_from_cache_options_factory`) lends its cached kernels read-only.
 
     A text that is valid but probably not what was meant emits a :class:`tc.TcWarning`
-    with its position (LANGUAGE.md section 5); ``warnings.simplefilter("error",
+    with its position (docs/language.md section 5); ``warnings.simplefilter("error",
     tc.TcWarning)`` makes it raise instead.
     """
     if cache is not None and cache is not False:

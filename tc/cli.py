@@ -162,6 +162,7 @@ def _options(text: str | None) -> MappingOptions:
 
 def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
     from codegen.compiler import PIPELINE, compile_program, contiguous_strides
+    from codegen.executor import uses_symbolic_sizes
     from codegen.printer import print_kernel
     from codegen.targets import get_target
 
@@ -173,7 +174,11 @@ def _compiled_stage(fn, sizes: dict[str, int], args: argparse.Namespace) -> str:
     strides = [contiguous_strides([s.evaluate(sizes) for s in t.shape]) for t in fn.inputs]
     source = _source_target(args.stage)
     target = get_target(source or args.target)
-    program = compile_program(fn, _options(args.options), sizes, strides, target.strategy,
+    options = _options(args.options)
+    # The program a call runs: size-generic when the target compiles these options for
+    # every size (the sizes then only guide speed choices).
+    program = compile_program(fn, options, sizes, strides, target.strategy,
+                              uses_symbolic_sizes(target, options),
                               trace=args.stage in PIPELINE)
     if args.stage in ("scop", "dependences", "schedule"):
         return program.stages[args.stage]

@@ -1,7 +1,8 @@
 """``python -m tc tune FILE --entry NAME --sizes M=64,N=32 --generations G --pop-size P``.
 
 Tunes the mapping options of one definition on random inputs of the given sizes (on
-PoCL's CPU device, or on the GPU with ``--backend cuda``) and prints the best options
+the native CPU target by default, PoCL with ``--backend opencl``, the GPU with
+``--backend cuda``) and prints the best options
 as JSON (the text ``--options`` and ``MappingOptions.deserialize`` read) on stdout;
 the search's log goes to stderr. ``--store`` keeps the result in the compilation
 cache, ``--load`` returns the cached options without tuning when there are some.

@@ -54,7 +54,7 @@ def _positioned(kind: str, message: str, line: int | None, column: int | None,
 
 
 class TcWarning(UserWarning):
-    """A TC text that is valid but probably not what was meant (see LANGUAGE.md section
+    """A TC text that is valid but probably not what was meant (see docs/language.md section
     5). Positioned and rendered like :class:`TcError`; ``python -m tc check --strict``
     and ``warnings.simplefilter("error", tc.TcWarning)`` turn it into an error.
     """

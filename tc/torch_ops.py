@@ -139,8 +139,8 @@ def register_op(
     arguments carry the definition's names, so keywords work too) and returns a tensor,
     or a tuple of tensors in the declared result order. ``entry`` may be None when
     ``lang`` holds one definition. ``options_factory``, ``backend`` and ``cache`` are
-    those of :func:`tc.define`; with ``backend=None`` CPU tensors run on OpenCL (PoCL)
-    and CUDA tensors on CUDA.
+    those of :func:`tc.define`; with ``backend=None`` CPU tensors run on the native CPU
+    target and CUDA tensors on CUDA.
 
     The operator has a fake kernel (for ``torch.compile`` and ``torch.export``) and an
     autograd formula: its backward calls the operator ``namespace::name_backward``,

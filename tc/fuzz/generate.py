@@ -17,7 +17,7 @@ The programs are valid by construction (the generator believes them valid):
   ``(i + 1) % S``, ``min(i, S - 1)``, ``0``, and indirect reads ``P(...)`` through an
   integer tensor whose values are drawn in ``0:S``. Offset and strided subscripts
   (``i + 2``, ``2 * i - 1``) appear only in guarded reads whose ``?:`` condition keeps
-  them in bounds (the weak subscripts of LANGUAGE.md section 4), except in the rare
+  them in bounds (the weak subscripts of docs/language.md section 4), except in the rare
   cases meant to raise ``TcRangeError`` (:attr:`Case.expect_range_error`: a half
   guard, an index value out of range).
 * A statement's right-hand side is cast to its tensor's type, so statements writing

@@ -118,7 +118,7 @@ FLOAT_LITERAL_TYPE = ScalarType.FLOAT32
 
 
 def promote(a: ScalarType, b: ScalarType) -> ScalarType:
-    """The type of a binary arithmetic operation on ``a`` and ``b`` (LANGUAGE.md section 3).
+    """The type of a binary arithmetic operation on ``a`` and ``b`` (docs/language.md section 3).
 
     int with float gives the float; two floats give the wider (float16 with bfloat16
     gives float32, since neither holds the other); two integers give the wider, signed

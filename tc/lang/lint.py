@@ -1,4 +1,4 @@
-"""Warnings about valid TC text that is probably not what was meant (LANGUAGE.md
+"""Warnings about valid TC text that is probably not what was meant (docs/language.md
 section 5), from what range inference saw of one statement.
 
 * **Narrowed index.** An index whose range is inferred and that subscripts a tensor

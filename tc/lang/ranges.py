@@ -1,4 +1,4 @@
-"""Range inference (LANGUAGE.md section 4), on symbolic sizes.
+"""Range inference (docs/language.md section 4), on symbolic sizes.
 
 Each statement's indices get half-open ranges ``lo:hi`` whose bounds are
 expressions of the size symbols. Ranges fixed by ``where i in LO:HI`` come first;

@@ -285,7 +285,7 @@ class _DefChecker:
         # Range inference. A subscript compared in a condition guarding its read
         # (`i + k - 1 >= 0 && i + k - 1 < L ? x(i + k - 1) : 0.0`) is padded by hand: its
         # constraint is weak, used only for an index nothing else constrains; otherwise
-        # it would shrink the ranges to the unpadded part (LANGUAGE.md section 4). The
+        # it would shrink the ranges to the unpadded part (docs/language.md section 4). The
         # back ends evaluate it only where the condition holds, and check it there.
         accesses: list[Access] = []
         for no, use in enumerate(scope.reads):
