@@ -99,6 +99,17 @@ class Let(Expr):
     body: Expr
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base`` with the first number that makes it new, added to ``taken``
+    (names of the temporaries a rewrite of the IR introduces)."""
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}{n}"
+    taken.add(name)
+    return name
+
+
 def under_lets(e: Expr, f) -> Expr:
     """``e`` with ``f`` applied to the body of its leading ``Let`` s (a statement's
     right-hand side keeps its ``where`` bindings on top, where lowering looks for them)."""

@@ -105,15 +105,6 @@ class _Substitute(ir.Mutator):
         return self.value if e.kind == "index" and e.name == self.name else e
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    name, n = base, 0
-    while name in taken:
-        n += 1
-        name = f"{base}{n}"
-    taken.add(name)
-    return name
-
-
 def _zero(t: ScalarType) -> ir.Expr:
     return ir.FloatImm(0.0, type=t) if t.is_float else ir.IntImm(0, type=t)
 
@@ -135,9 +126,9 @@ def _split_stage(fn: ir.Function, st: ir.Stage, which: int, taken: set[str]
     reduction index number ``which``)."""
     d = st.reduction_dims[which]
     out = fn.tensor(st.tensor)
-    j, t = _fresh(f"{d.name}_chunk", taken), _fresh(f"{d.name}_in", taken)
+    j, t = ir.fresh_name(f"{d.name}_chunk", taken), ir.fresh_name(f"{d.name}_in", taken)
     count = smax([0, (d.hi - d.lo).ceildiv(CHUNK)])  # an empty range: no chunk
-    temp = ir.TensorDecl(_fresh(f"{st.tensor}_part", taken), out.dtype,
+    temp = ir.TensorDecl(ir.fresh_name(f"{st.tensor}_part", taken), out.dtype,
                          (*out.shape, count), "temp", st.span)
     jv, tv = ir.Var(j, "index", type=INT32), ir.Var(t, "index", type=INT32)
     i = ir.Binary("+", _sym_expr(d.lo), ir.Binary(

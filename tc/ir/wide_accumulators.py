@@ -39,15 +39,6 @@ def _widened(fn: ir.Function, st: ir.Stage) -> bool:
             and fn.tensor(st.tensor).dtype in _NARROW)
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    name, n = base, 0
-    while name in taken:
-        n += 1
-        name = f"{base}{n}"
-    taken.add(name)
-    return name
-
-
 def _read(tensor: str, lhs: tuple[str, ...], dtype: ScalarType) -> ir.Read:
     return ir.Read(tensor, tuple(ir.Var(n, "index", type=_INT32) for n in lhs), type=dtype)
 
@@ -76,7 +67,7 @@ def widen_accumulators(fn: ir.Function) -> ir.Function:
             stages.append(st)
             continue
         out = fn.tensor(st.tensor)
-        acc = ir.TensorDecl(_fresh(f"{st.tensor}_acc", taken), _WIDE, out.shape, "temp",
+        acc = ir.TensorDecl(ir.fresh_name(f"{st.tensor}_acc", taken), _WIDE, out.shape, "temp",
                             st.span)
         temps.append(acc)
         if not st.init:  # accumulate onto what the tensor holds
