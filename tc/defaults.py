@@ -7,43 +7,47 @@ launch limits and its shared memory), and returns :class:`~tc.options.MappingOpt
 without scheduling, compiling or timing anything: a few dozen arithmetic operations
 per stage (well under a millisecond). Options never decide whether a result is right
 (every option set must give the reference interpreter's results; the scheduler
-decides which fusions and tilings are legal), only how fast it comes; so the rules
-below pick, from the sizes, what the autotuner most often found at the catalogue's
-benchmark sizes (``benchmarks/results/``), and keep the structure that makes one
-kernel serve every shape (sizes stay symbolic: ``fixParametersBeforeScheduling`` off).
+decides which fusions and tilings are legal), only how fast it comes. The rules below
+start from the naive options (on the CPU target already parallel, vectorised and
+register-tiled) and change what the tuner's picks in ``benchmarks/results/`` pointed
+at and single-thread timings against naive confirmed, one rule at a time (the
+factors quoted are those timings at the benchmark sizes); they keep the structure that
+makes one kernel serve every shape (sizes stay symbolic:
+``fixParametersBeforeScheduling`` off). Options change with the sizes only at
+thresholds (a loop longer than a tile, enough work for threads or packing), so a
+smaller last batch usually gets the same options and compiles nothing.
 
 Both strategies
-    * **Fusion**: ``Max`` for the outer schedule when a definition has several
-      statements, so that a producer and its consumers (a reduction and the
-      statement that uses it: ``softmax``, ``layer_norm``, ``fc_relu``'s bias and
-      ReLU) share loops and a temporary is used while it is still in cache, instead
-      of one pass over memory per statement. The intra-tile schedule keeps
-      ``Preserve3Coincident``: inside a tile the loops the mapping needs parallel or
-      in vector lanes stay so. A single statement has nothing to fuse.
-    * **Tiles from the sizes**: the tile sizes follow the loop order of the deepest
-      statement (its output indices, then its reduction indices, as the scheduler
-      orders them); a loop no longer than its tile is left untiled (a tile of 0: the
-      tile loop would run once and only cost a partial-tile guard).
+    * **Fusion**: ``Max`` for the outer schedule when a pointwise statement walks
+      again, over more loops, data a reduction before it read (``softmax``,
+      ``layer_norm``, ``group_norm``: the row is still in cache for the second pass;
+      measured 1.3-1.4x alone). Otherwise the naive ``Preserve3Coincident``: a
+      contraction scheduled with ``Max`` loses its register-tile form (its
+      initialisation and update are two statements to isl), and two reductions of
+      the same data fused (``moments``) vectorise worse.
+    * **Tiles from the sizes**, in the loop order of the deepest statement (its
+      output indices, then its reduction indices, as the scheduler orders them): a
+      loop no longer than its tile is left untiled (a tile of 0).
 
 The CPU strategy (C + OpenMP)
-    * tiles of :data:`CPU_TILE` (32) on the output loops: a 32 x 32 float block of
-      the output, its input rows and the register rows fit L1/L2; the reduction
-      loops of a contraction are tiled by :data:`CPU_REDUCTION_TILE` (the tuner's
-      matmul-like picks keep a long reduction, and a short one is left whole);
-    * the outermost free loop parallel (``cpuParallel``), except for kernels too small
-      to repay waking the OpenMP team (:data:`CPU_SERIAL_WORK` statement instances:
-      tens of microseconds of work; on a machine whose other core is busy a parallel
-      call waits for it a scheduler tick at a time, the tuner's most frequent pick
-      for the small catalogue layers);
-    * vector lanes on (``cpuVectorize``) and a register tile of
-      :data:`CPU_REGISTER_TILE` rows for contractions (``cpuRegisterTile``);
+    * tiles of :data:`CPU_TILE` (32) on the first :data:`CPU_TILED_LOOPS` (3) loops,
+      as the naive options, and on a fourth output loop in a contraction whose outputs
+      each reduce over :data:`CPU_DEEP_TILE_WORK` points or more (``conv2d_s2``'s
+      ``w``: 4-10x); a guarded statement (a select: ``conv2d_dx``) keeps the naive
+      tiles (measured 2x slower with the fourth);
+    * the outermost free loop parallel (``cpuParallel``), except for definitions of
+      fewer than :data:`CPU_SERIAL_WORK` statement instances in all (tens of
+      microseconds: waking the OpenMP team costs more, far more on a busy machine);
+    * vector lanes (``cpuVectorize``) and the naive register tile of
+      :data:`CPU_REGISTER_TILE` rows;
     * packing (``useSharedMemory``) for a contraction whose every operand is walked
       along a reduction index (``A(m, k) * B(n, k)``: only dot products exist without
       it; packing transposes ``B``'s tile so that the vector loop runs over outputs
-      as in GEMM libraries, measured 2x on ``fc_relu`` and ``tmm``), when the outputs
-      it packs are long enough to fill vectors (:data:`PACK_MIN_EXTENT`), within the
-      target's per-thread limit. With a unit-stride operand (``matmul``) the GEMM
-      form exists unpacked and packing only copies.
+      as in GEMM libraries: ``fc_relu`` 2.3x, ``tmm`` 2.2x alone), when the output
+      extents it packs are at least :data:`PACK_MIN_EXTENT` and the reduction
+      :data:`PACK_MIN_REDUCTION`, within ``target.shared_memory_bytes()`` per thread.
+      With a unit-stride operand (``matmul``) the GEMM form exists unpacked and
+      packing only copies (measured slower).
 
 The GPU strategy (CUDA, OpenCL)
     * threads: ``x`` along the innermost output index, a multiple of 32 (a warp)
@@ -57,7 +61,11 @@ The GPU strategy (CUDA, OpenCL)
       the remaining grid axis;
     * shared memory for contractions with a long enough reduction, within
       ``target.shared_memory_bytes()``; private (register) promotion on; unrolling of
-      short loops by 4.
+      short loops by 4. (Checked for correctness on PoCL; not timed: no GPU here.)
+
+Measured on the catalogue (``benchmarks/results/cpu-2026-12-04-defaults*.md``): within
+1.62x of tuned options (geomean), and, timed alternately with naive, 0.89x naive's time
+(geomean); ``conv2d`` is the one layer slower (2x with two threads, equal serially).
 
 :func:`tc.make_naive_options_factory` stays available for the original TC's naive
 options.
