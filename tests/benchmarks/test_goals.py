@@ -44,7 +44,18 @@ def test_a_missed_goal_names_its_layers_with_their_cause() -> None:
     assert "- matmul (memory-bound" in text and goals.CAUSES["matmul"] in text
     # The tuning goal (a geomean of 1.44 < 2) names the layer tuning did not help.
     assert "copy3d 0.50" in text and goals.TUNING_CAUSE in text
-    assert "| per-call overhead of a memoised kernel (us) | <= 20 | 25.0 | no |" in text
+    assert "| per-call overhead of a memoised kernel on cpu (us) | <= 20 | 25.0 | no |" in text
+
+
+def test_overhead_goals_per_target() -> None:
+    """At most 20 us on the CPU target, 60 on PoCL (issue 13), each in its own row."""
+    rows = [_row("softmax", **{"tuned/eager": 0.5, "tuned/compile": 0.5, "naive/tuned": 3.0})]
+    report = _report(rows, overhead_us=12.0)
+    report["overhead"]["rows"] += [["opencl: tc.define entry point", 58.0],
+                                   ["opencl: compiled executor", 61.5]]
+    text = "\n".join(goals.goal_lines(report))
+    assert "| per-call overhead of a memoised kernel on cpu (us) | <= 20 | 12.0 | yes |" in text
+    assert "| per-call overhead of a memoised kernel on opencl (us) | <= 60 | 61.5 | no |" in text
 
 
 def test_report_is_rendered_again_from_its_json(tmp_path) -> None:
