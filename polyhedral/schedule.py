@@ -106,6 +106,9 @@ def _isl_options(ctx: isl.Context, values: dict[str, int]) -> Iterator[None]:
 #: The largest constant term (shift) of a schedule isl may search for (see
 #: _isl_schedule).
 MAX_CONSTANT_TERM = 16
+#: Scheduling problems of this many statements or more run with a deadline
+#: (polyhedral.bounded); smaller ones never ran away and stay in the process.
+BOUNDED_STATEMENTS = 4
 
 
 def _isl_schedule(ctx: isl.Context, domain: isl.UnionSet, context: isl.Set,
@@ -124,14 +127,15 @@ def _isl_schedule(ctx: isl.Context, domain: isl.UnionSet, context: isl.Set,
     # like an infeasible one; the next is taken, the textual order last.
     values = {"max_constant_term": MAX_CONSTANT_TERM, **values}
     with _isl_options(ctx, {n: values[n] for n in _OPTIONS if n in values}):
-        if not values.get("coincidence_all"):
+        if domain.n_set() < BOUNDED_STATEMENTS:
             try:
                 return constraints.compute_schedule()
             except isl.Error:
                 return None
 
-        # Clustering that maximises coincidence ran for minutes on some programs
-        # (fuzz finding 21fcbbd5b946), whatever the bounds: a deadline, in a child.
+        # With several statements isl's search ran for minutes on some programs,
+        # whatever the bounds (fuzz findings 21fcbbd5b946: clustering; 89c7c2490818:
+        # whole components, fixed sizes): a deadline, in a forked child (5 ms).
         def compute() -> str | None:
             try:
                 return str(constraints.compute_schedule())
@@ -141,7 +145,7 @@ def _isl_schedule(ctx: isl.Context, domain: isl.UnionSet, context: isl.Set,
         try:
             text = bounded_text(compute)
         except TimedOut as e:
-            log.info("isl's clustering scheduler gave up: %s", e)
+            log.info("isl's scheduler gave up: %s", e)
             return None
         return None if text is None else isl.Schedule.read_from_str(ctx, text)
 
