@@ -82,16 +82,26 @@ def _isolate(node: isl.ScheduleNode, m: int) -> isl.ScheduleNode:
     return node.band_member_set_ast_loop_type(0, isl.ast_loop_type.atomic)
 
 
+def _last_order(n: int, m: int) -> list[int]:
+    """The members ``0..n-1`` with ``m`` moved last."""
+    return [i for i in range(n) if i != m] + [m]
+
+
+def _permuted(mupa: isl.MultiUnionPwAff, order: list[int]) -> isl.MultiUnionPwAff:
+    """``mupa`` with its members in ``order``."""
+    out = mupa
+    for j, i in enumerate(order):
+        out = out.set_at(j, mupa.get_at(i))
+    return out
+
+
 def _permute_last(node: isl.ScheduleNode, m: int) -> isl.ScheduleNode:
     """The band at ``node`` with member ``m`` moved to the last position (see
     :meth:`_CpuMapper.vector` for when that is legal)."""
     n = node.band_n_member()
-    order = [i for i in range(n) if i != m] + [m]
-    mupa = node.band_get_partial_schedule()
+    order = _last_order(n, m)
     coincident = [node.band_member_get_coincident(i) for i in range(n)]
-    permuted = mupa
-    for j, i in enumerate(order):
-        permuted = permuted.set_at(j, mupa.get_at(i))
+    permuted = _permuted(node.band_get_partial_schedule(), order)
     permutable = node.band_get_permutable()
     node = node.delete().insert_partial_schedule(permuted)
     node = node.band_set_permutable(permutable)
@@ -389,10 +399,7 @@ class _CpuMapper:
         for _ in range(count):
             child = child.child(0)
             mupa = mupa.flat_range_product(child.band_get_partial_schedule())
-        n = mupa.dim(isl.dim_type.set)
-        permuted = mupa
-        for j, i in enumerate([i for i in range(n) if i != m] + [m]):
-            permuted = permuted.set_at(j, mupa.get_at(i))
+        permuted = _permuted(mupa, _last_order(mupa.dim(isl.dim_type.set), m))
         dom = node.get_domain()
         active = self.dependences.reordering.intersect_domain(dom).intersect_range(dom)
         if node.get_schedule_depth() > 0:

@@ -110,6 +110,15 @@ def fresh_name(base: str, taken: set[str]) -> str:
     return name
 
 
+def names_in_use(fn: Function) -> set[str]:
+    """Every name of ``fn``: tensors, sizes and the stages' indices (what a rewrite's
+    new temporaries and indices must not be called: :func:`fresh_name`)."""
+    taken = {t.name for t in fn.tensors} | set(fn.size_names)
+    for st in fn.stages:
+        taken |= {d.name for d in st.domain}
+    return taken
+
+
 def under_lets(e: Expr, f) -> Expr:
     """``e`` with ``f`` applied to the body of its leading ``Let`` s (a statement's
     right-hand side keeps its ``where`` bindings on top, where lowering looks for them)."""

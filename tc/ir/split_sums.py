@@ -156,9 +156,7 @@ def split_sums(fn: ir.Function, splits: Sequence[tuple[int, int]]) -> ir.Functio
     fn = widen_accumulators(fn)
     if all(levels == 0 for _, levels in splits):
         return fn
-    taken = {t.name for t in fn.tensors} | set(fn.size_names)
-    for st in fn.stages:
-        taken |= {d.name for d in st.domain}
+    taken = ir.names_in_use(fn)
     temps = list(fn.temps)
     stages: list[ir.Stage] = []
     for st, (which, levels) in zip(fn.stages, splits, strict=True):

@@ -57,9 +57,7 @@ def widen_accumulators(fn: ir.Function) -> ir.Function:
     if not any(_widened(fn, st) for st in fn.stages):
         object.__setattr__(fn, "_widened", fn)
         return fn
-    taken = {t.name for t in fn.tensors} | set(fn.size_names)
-    for st in fn.stages:
-        taken |= {d.name for d in st.domain}
+    taken = ir.names_in_use(fn)
     temps = list(fn.temps)
     stages: list[ir.Stage] = []
     for st in fn.stages:

@@ -158,6 +158,14 @@ def test_artifact_for_another_call_is_refused() -> None:
     other_shape = tc.define(FC).fc_relu.bind(torch.randn(4, 6), W, bias).signature()
     with pytest.raises(ArtifactError, match="compiled for inputs"):
         Executor.from_artifact(blob, "opencl", other_shape)
+    _refuses_other_classes(blob, x, W, bias)
+    renamed = tc.define(FC.replace("bias", "b0"))["fc_relu"].ir
+    with pytest.raises(ArtifactMismatch):
+        Executor.from_artifact(blob, "opencl", fixed.signature, fn=renamed)
+
+
+def _refuses_other_classes(blob: bytes, x, W, bias) -> None:
+    """The artefact is refused for a transposed (other unit-stride) input and doubles."""
     transposed = tc.define(FC).fc_relu.bind(torch.randn(6, 5).T, W, bias).signature()
     with pytest.raises(ArtifactError, match="compiled for inputs"):
         Executor.from_artifact(blob, "opencl", transposed)
@@ -165,9 +173,6 @@ def test_artifact_for_another_call_is_refused() -> None:
         x.double(), W.double(), bias.double()).signature()
     with pytest.raises(ArtifactError, match="compiled for inputs"):
         Executor.from_artifact(blob, "opencl", doubles)
-    renamed = tc.define(FC.replace("bias", "b0"))["fc_relu"].ir
-    with pytest.raises(ArtifactMismatch):
-        Executor.from_artifact(blob, "opencl", fixed.signature, fn=renamed)
 
 
 def test_a_symbolic_artifact_serves_its_signature_class_only(opencl_executor) -> None:
@@ -188,13 +193,7 @@ def test_a_symbolic_artifact_serves_its_signature_class_only(opencl_executor) ->
     torch.testing.assert_close(ex(x, W, bias), _expected(x, W, bias))
     # ... and no other class: another unit-stride pattern, dtype or rank.
     x, W, bias = _inputs()
-    transposed = define.bind(torch.randn(6, 5).T, W, bias).signature()
-    with pytest.raises(ArtifactError, match="compiled for inputs"):
-        Executor.from_artifact(blob, "opencl", transposed)
-    doubles = tc.define(FC.replace("float", "double")).fc_relu.bind(
-        x.double(), W.double(), bias.double()).signature()
-    with pytest.raises(ArtifactError, match="compiled for inputs"):
-        Executor.from_artifact(blob, "opencl", doubles)
+    _refuses_other_classes(blob, x, W, bias)
     (dtype, _, _), *rest, device = opencl_executor.signature
     rank3 = ((dtype, (5, 6, 2), (12, 2, 1)), *rest, device)
     with pytest.raises(ArtifactError, match="compiled for inputs"):
