@@ -387,13 +387,13 @@ def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,
     ``backend`` is a target, ``"cpu"``, ``"opencl"`` or ``"cuda"`` (None: the default of
     the inputs' device); ``arch`` picks the CUDA architecture (default: the device's, or
     sm_80 without one). CUDA kernels compile without a GPU; running them needs one.
+    ``mapping_options=None`` takes the target's default options for these sizes
+    (:func:`tc.defaults.default_options`), as ``tc.define`` does without a factory.
     """
     from codegen.targets import get_target, target_names
     from tc.backend import CompiledBackend
 
-    if mapping_options is None:
-        mapping_options = MappingOptions("naive")
-    if not isinstance(mapping_options, MappingOptions):
+    if mapping_options is not None and not isinstance(mapping_options, MappingOptions):
         raise TcArgumentTypeError("mapping_options must be a tc.MappingOptions or None")
     fn = TC(lang, None, get_backend("reference"))[entry_point].ir
     call = bind(fn, inputs)
@@ -407,6 +407,10 @@ def compile(lang: str, entry_point: str, mapping_options: MappingOptions | None,
         raise TcArgumentError(f"tc.compile needs a compiled backend "
                               f"({', '.join(target_names())}), "
                               f"not {backend!r}") from None
+    if mapping_options is None:
+        from tc.defaults import default_options
+
+        mapping_options = default_options(fn, call, target)
     if not target.available():
         # Compiling needs no device (NVRTC works without a GPU); only running does.
         from codegen.executor import build_executor

@@ -163,3 +163,17 @@ def test_a_scalar_result_gets_options_and_the_right_value(target: str) -> None:
     x = torch.rand(1000)
     y = tc.define("def s(float(N) x) -> (y) { y +=! x(i) }", backend=target).s(x)
     torch.testing.assert_close(y, x.double().sum().float(), rtol=1e-5, atol=0)
+
+
+def test_compile_without_options_takes_the_defaults() -> None:
+    """``tc.compile(..., None, ...)`` compiles with the target's default options for
+    the call's sizes (not the naive ones), and gives the interpreter's outputs."""
+    kernel = KERNELS["softmax"]
+    small = kernel.test_sizes[0]
+    want = _options(kernel, small, "cpu")
+    assert want.key() != MappingOptions("naive").key()  # softmax's fusion rule applies
+    inputs = _inputs(kernel, small)
+    ex = tc.compile(kernel.tc, kernel.entry, None, *inputs, backend="cpu")
+    assert ex.program.options.key() == want.key()
+    assert_same(ex(*inputs), _reference(kernel.tc)[kernel.entry](*inputs), kernel.rtol,
+                kernel.atol, what="softmax with tc.compile(None)")
