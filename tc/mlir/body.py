@@ -1,0 +1,354 @@
+"""One statement's right-hand side as the scalar ops of a ``linalg.generic`` body.
+
+Every IR expression becomes ``arith`` / ``math`` ops on scalars with the reference
+interpreter's semantics (:mod:`tc.ir.interpret`), which is not always MLIR's:
+
+* integer ``/`` and ``%`` round toward negative infinity (``arith.floordivsi``, and
+  ``arith.remsi`` corrected to the divisor's sign); a zero divisor gives 0 and
+  ``MIN / -1`` wraps, as in the interpreter, where MLIR's ops are undefined; float
+  ``%`` is numpy's (the divisor's sign), ``arith.remf`` corrected;
+* float ``min``/``max``/``fmin``/``fmax`` ignore a NaN operand (numpy's ``fmin``):
+  ``arith.minnumf``/``arith.maxnumf``, not ``arith.minimumf``/``maximumf`` (which
+  propagate NaN);
+* comparisons are ordered (false on NaN) except ``!=`` (``une``: true on NaN);
+* a float-to-integer cast maps NaN and infinities to 0 (``arith.fptosi`` alone
+  gives poison); out-of-range finite values are undefined in both;
+* bfloat16 values are converted through float32 (the interpreter rounds float32 to
+  bfloat16), and half-precision math builtins compute in float32, as CUDA does;
+* ``&&``/``||`` and ``?:`` evaluate both operands: harmless, since every read the
+  exporter cannot prove in bounds is clamped (:mod:`tc.mlir.export`).
+
+Builtins with no ``math`` op are expanded (``rsqrt``, ``sigmoid``, ``exp10``,
+``log10``, ``fdim``, ``hypot``, ...; :data:`EXPANDED`); those with no equivalent at
+all (:data:`NOT_EXPORTABLE`: the gamma and Bessel functions, the inverse error
+functions, ``nextafter``, ...) raise a positioned :class:`TcExportError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from tc.errors import TcError
+from tc.ir import nodes as ir
+from tc.ir.types import ScalarType
+from tc.mlir.types import constant, element_type
+
+__all__ = ["Body", "EXPANDED", "NOT_EXPORTABLE", "TcExportError", "math_ops"]
+
+F32 = ScalarType.FLOAT32
+BOOL = ScalarType.BOOL
+
+
+class TcExportError(TcError):
+    """A definition (or one construct of it) that the MLIR export cannot express."""
+
+
+#: Builtins that map to one ``math`` (or ``arith``) op of the same semantics.
+_DIRECT = {
+    "exp": "math.exp", "exp2": "math.exp2", "expm1": "math.expm1", "log": "math.log",
+    "log2": "math.log2", "log1p": "math.log1p", "sqrt": "math.sqrt", "cbrt": "math.cbrt",
+    "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "asin": "math.asin",
+    "acos": "math.acos", "atan": "math.atan", "sinh": "math.sinh", "cosh": "math.cosh",
+    "tanh": "math.tanh", "asinh": "math.asinh", "acosh": "math.acosh", "atanh": "math.atanh",
+    "erf": "math.erf", "erfc": "math.erfc", "fabs": "math.absf", "floor": "math.floor",
+    "ceil": "math.ceil", "round": "math.round", "trunc": "math.trunc",
+    "atan2": "math.atan2", "pow": "math.powf", "copysign": "math.copysign",
+    "fmax": "arith.maxnumf", "fmin": "arith.minnumf", "fmod": "arith.remf", "fma": "math.fma",
+}
+#: Builtins written as several ops (see :meth:`Body._expand`).
+EXPANDED = ("exp10", "log10", "rsqrt", "rcbrt", "sigmoid", "fdim", "hypot", "rhypot",
+            "fdivide", "norm3d", "norm4d", "rnorm3d", "rnorm4d", "cospi", "sinpi", "normcdf",
+            "logb")
+#: Builtins the export refuses (no MLIR op, no short exact expansion).
+NOT_EXPORTABLE = ("erfinv", "erfcinv", "lgamma", "tgamma", "cyl_bessel_i0", "cyl_bessel_i1",
+                  "erfcx", "j0", "j1", "y0", "y1", "normcdfinv", "nextafter", "remainder")
+
+
+def math_ops() -> dict[str, str]:
+    """Builtin name -> the MLIR op it becomes (expanded ones: ``"expanded"``)."""
+    return {**_DIRECT, **{n: "expanded" for n in EXPANDED}}
+
+
+_CMP_F = {"<": "olt", "<=": "ole", ">": "ogt", ">=": "oge", "==": "oeq", "!=": "une"}
+_CMP_S = {"<": "slt", "<=": "sle", ">": "sgt", ">=": "sge", "==": "eq", "!=": "ne"}
+_CMP_U = {"<": "ult", "<=": "ule", ">": "ugt", ">=": "uge", "==": "eq", "!=": "ne"}
+
+
+class Body:
+    """Emits the scalar ops of one ``linalg.generic`` region into :attr:`lines`.
+
+    ``fresh(hint)`` names SSA values (unique in the whole function); ``read(e, lets,
+    env)`` returns the value of a tensor read and ``var(e)`` of an index or size
+    symbol (the stage decides how: a block argument, ``tensor.extract``,
+    ``linalg.index``); ``fail(message, span)`` raises the positioned error.
+    """
+
+    def __init__(self, fresh: Callable[[str], str], read, var, fail) -> None:
+        self.lines: list[str] = []
+        self._fresh = fresh
+        self._read = read
+        self._var = var
+        self.fail = fail
+        self._consts: dict[tuple, str] = {}
+
+    # -- helpers -----------------------------------------------------------------
+    def op(self, text: str, hint: str = "v") -> str:
+        name = self._fresh(hint)
+        self.lines.append(f"{name} = {text}")
+        return name
+
+    def const(self, value, t: ScalarType) -> str:
+        key = (repr(value), t)
+        name = self._consts.get(key)
+        if name is None:
+            name = self._consts[key] = self.op(constant(value, t), "c")
+        return name
+
+    def index_const(self, value: int) -> str:
+        key = (value, "index")
+        name = self._consts.get(key)
+        if name is None:
+            name = self._consts[key] = self.op(f"arith.constant {value} : index", "c")
+        return name
+
+    def bin(self, opname: str, a: str, b: str, t: ScalarType) -> str:
+        return self.op(f"{opname} {a}, {b} : {element_type(t)}")
+
+    def select(self, c: str, a: str, b: str, t: ScalarType) -> str:
+        return self.op(f"arith.select {c}, {a}, {b} : {element_type(t)}")
+
+    def cmp(self, pred: str, a: str, b: str, t: ScalarType) -> str:
+        kind = "arith.cmpf" if t.is_float else "arith.cmpi"
+        return self.op(f"{kind} {pred}, {a}, {b} : {element_type(t)}")
+
+    # -- expressions ---------------------------------------------------------------
+    def expr(self, e: ir.Expr, lets: dict[str, ir.Expr], env: dict[str, str]) -> str:
+        """The SSA value of ``e``; ``lets`` holds the let-bound expressions in scope
+        (for the affine analysis of reads), ``env`` their SSA values."""
+        if isinstance(e, ir.IntImm):
+            return self.const(e.value, e.type)
+        if isinstance(e, ir.FloatImm):
+            return self.const(e.value, e.type)
+        if isinstance(e, ir.Var):
+            if e.kind == "let":
+                return env[e.name]
+            return self._var(e)
+        if isinstance(e, ir.Let):
+            lets, env = dict(lets), dict(env)
+            while isinstance(e, ir.Let):
+                env[e.name] = self.expr(e.value, lets, env)
+                lets[e.name] = e.value
+                e = e.body
+            return self.expr(e, lets, env)
+        if isinstance(e, ir.Read):
+            return self._read(e, lets, env)
+        if isinstance(e, ir.Unary):
+            return self._unary(e, self.expr(e.a, lets, env))
+        if isinstance(e, ir.Cast):
+            return self.cast(self.expr(e.a, lets, env), e.a.type, e.type)
+        if isinstance(e, ir.Binary):
+            a, b = self.expr(e.a, lets, env), self.expr(e.b, lets, env)
+            return self._binary(e, a, b)
+        if isinstance(e, ir.Select):
+            c = self.expr(e.cond, lets, env)
+            a, b = self.expr(e.a, lets, env), self.expr(e.b, lets, env)
+            return self.select(c, a, b, e.type)
+        if isinstance(e, ir.Call):
+            return self._call(e, [self.expr(a, lets, env) for a in e.args])
+        self.fail(f"cannot export {type(e).__name__}", e.span)
+        raise AssertionError("unreachable")
+
+    def _unary(self, e: ir.Unary, a: str) -> str:
+        t = e.type
+        if e.op == "!":
+            return self.bin("arith.xori", a, self.const(True, BOOL), BOOL)
+        if t.is_float:
+            return self.op(f"arith.negf {a} : {element_type(t)}")
+        if t.is_bool:
+            return a  # -b is b in arithmetic modulo 2
+        return self.bin("arith.subi", self.const(0, t), a, t)
+
+    def _binary(self, e: ir.Binary, a: str, b: str) -> str:
+        op, t = e.op, e.a.type
+        if op in _CMP_F:
+            table = _CMP_F if t.is_float else (_CMP_S if t.is_signed else _CMP_U)
+            return self.cmp(table[op], a, b, t)
+        if op in ("&&", "||"):
+            return self.bin("arith.andi" if op == "&&" else "arith.ori", a, b, BOOL)
+        if op in ("min", "max"):
+            if t.is_float:
+                name = "arith.minnumf" if op == "min" else "arith.maxnumf"
+            elif t.is_signed:
+                name = "arith.minsi" if op == "min" else "arith.maxsi"
+            else:
+                name = "arith.minui" if op == "min" else "arith.maxui"
+            return self.bin(name, a, b, t)
+        if t.is_bool:
+            if op == "+":
+                return self.bin("arith.ori", a, b, t)
+            if op == "*":
+                return self.bin("arith.andi", a, b, t)
+            self.fail(f"cannot export '{op}' on bool operands", e.span)
+        if t.is_float:
+            if op == "%":
+                return self._fmod_floor(a, b, t)
+            name = {"+": "arith.addf", "-": "arith.subf", "*": "arith.mulf", "/": "arith.divf"}
+            return self.bin(name[op], a, b, t)
+        if op in ("+", "-", "*"):
+            return self.bin({"+": "arith.addi", "-": "arith.subi", "*": "arith.muli"}[op], a, b,
+                            t)
+        return self._int_div(op, a, b, t)
+
+    def _int_div(self, op: str, a: str, b: str, t: ScalarType) -> str:
+        """Floor division / modulo; 0 for a zero divisor; ``MIN / -1`` wraps."""
+        zero, one = self.const(0, t), self.const(1, t)
+        bz = self.cmp("eq", b, zero, t)
+        if not t.is_signed:
+            safe = self.select(bz, one, b, t)
+            r = self.bin("arith.divui" if op == "/" else "arith.remui", a, safe, t)
+            return self.select(bz, zero, r, t)
+        bm1 = self.cmp("eq", b, self.const(-1, t), t)
+        safe = self.select(self.bin("arith.ori", bz, bm1, BOOL), one, b, t)
+        if op == "/":
+            q = self.bin("arith.floordivsi", a, safe, t)
+            q = self.select(bm1, self.bin("arith.subi", zero, a, t), q, t)
+            return self.select(bz, zero, q, t)
+        r = self.bin("arith.remsi", a, safe, t)
+        fix = self.bin("arith.andi", self.cmp("ne", r, zero, t),
+                       self.bin("arith.xori", self.cmp("slt", r, zero, t),
+                                self.cmp("slt", b, zero, t), BOOL), BOOL)
+        r = self.select(fix, self.bin("arith.addi", r, b, t), r, t)
+        return self.select(bz, zero, r, t)
+
+    def _fmod_floor(self, a: str, b: str, t: ScalarType) -> str:
+        """numpy's float remainder: the sign of the divisor; 0 for a zero divisor."""
+        zero = self.const(0.0, t)
+        r = self.bin("arith.remf", a, b, t)
+        fix = self.bin("arith.andi", self.cmp("une", r, zero, t),
+                       self.bin("arith.xori", self.cmp("olt", r, zero, t),
+                                self.cmp("olt", b, zero, t), BOOL), BOOL)
+        r = self.select(fix, self.bin("arith.addf", r, b, t), r, t)
+        return self.select(self.cmp("oeq", b, zero, t), zero, r, t)
+
+    # -- casts -------------------------------------------------------------------------
+    def cast(self, a: str, s: ScalarType, t: ScalarType) -> str:
+        """``a`` of type ``s`` converted to ``t`` as the interpreter's ``Cast``."""
+        if s == t:
+            return a
+        es, et = element_type(s), element_type(t)
+        if t.is_bool:
+            if s.is_float:
+                return self.cmp("une", a, self.const(0.0, s), s)
+            return self.cmp("ne", a, self.const(0, s), s)
+        if s.is_bool:
+            if t.is_float:
+                return self.cast(self.op(f"arith.uitofp {a} : i1 to f32"), F32, t)
+            return self.op(f"arith.extui {a} : i1 to {et}")
+        if s.is_float and t.is_float:
+            if s is ScalarType.BFLOAT16 or t is ScalarType.BFLOAT16 or s.bits == t.bits:
+                if s is not F32 and t is not F32:  # through float32, as the interpreter
+                    return self.cast(self.cast(a, s, F32), F32, t)
+            if t.bits > s.bits:
+                return self.op(f"arith.extf {a} : {es} to {et}")
+            return self.op(f"arith.truncf {a} : {es} to {et}")
+        if t.is_float:  # integer to float
+            if t is ScalarType.BFLOAT16:
+                return self.cast(self.cast(a, s, F32), F32, t)
+            conv = "arith.sitofp" if s.is_signed else "arith.uitofp"
+            return self.op(f"{conv} {a} : {es} to {et}")
+        if s.is_float:  # float to integer: NaN and infinities give 0
+            if s is ScalarType.BFLOAT16:
+                a, s, es = self.cast(a, s, F32), F32, "f32"
+            conv = "arith.fptosi" if t.is_signed else "arith.fptoui"
+            v = self.op(f"{conv} {a} : {es} to {et}")
+            finite = self.cmp("olt", self.op(f"math.absf {a} : {es}"),
+                              self.const(math.inf, s), s)
+            return self.select(finite, v, self.const(0, t), t)
+        if t.bits > s.bits:  # integer to integer
+            return self.op(f"arith.{'extsi' if s.is_signed else 'extui'} {a} : {es} to {et}")
+        if t.bits < s.bits:
+            return self.op(f"arith.trunci {a} : {es} to {et}")
+        return a  # same width: signless, the same bits
+
+    # -- builtins ----------------------------------------------------------------------
+    def _call(self, e: ir.Call, args: list[str]) -> str:
+        t = e.type
+        if e.fn in ("min", "max"):  # generic builtins: as the binary operators
+            return self._binary(ir.Binary(e.fn, e.args[0], e.args[1], type=t, span=e.span),
+                                *args)
+        if e.fn in NOT_EXPORTABLE or (e.fn not in _DIRECT and e.fn not in EXPANDED):
+            self.fail(f"the builtin '{e.fn}' has no MLIR equivalent (no op of the math "
+                      "dialect, no short exact expansion): it cannot be exported", e.span)
+        work = F32 if t in (ScalarType.FLOAT16, ScalarType.BFLOAT16) else t
+        args = [self.cast(a, t, work) for a in args]
+        r = self._direct(e.fn, args, work) if e.fn in _DIRECT else self._expand(e.fn, args,
+                                                                                 work)
+        return self.cast(r, work, t)
+
+    def _direct(self, fn: str, args: list[str], t: ScalarType) -> str:
+        return self.op(f"{_DIRECT[fn]} {', '.join(args)} : {element_type(t)}")
+
+    def _expand(self, fn: str, a: list[str], t: ScalarType) -> str:
+        one = self.const(1.0, t)
+        x = a[0]
+
+        def mul(p: str, q: str) -> str:
+            return self.bin("arith.mulf", p, q, t)
+
+        def recip(p: str) -> str:
+            return self.bin("arith.divf", one, p, t)
+
+        if fn == "exp10":
+            return self._direct("pow", [self.const(10.0, t), x], t)
+        if fn == "log10":  # log2(x) * log10(2): math.log10 has no CPU lowering in IREE
+            return mul(self._direct("log2", [x], t), self.const(math.log10(2.0), t))
+        if fn == "rsqrt":
+            return recip(self._direct("sqrt", [x], t))
+        if fn == "rcbrt":
+            return recip(self._direct("cbrt", [x], t))
+        if fn == "sigmoid":
+            neg = self.op(f"arith.negf {x} : {element_type(t)}")
+            return recip(self.bin("arith.addf", one, self._direct("exp", [neg], t), t))
+        if fn == "fdivide":
+            return self.bin("arith.divf", a[0], a[1], t)
+        if fn == "fdim":
+            zero = self.const(0.0, t)
+            diff = self.select(self.cmp("ogt", a[0], a[1], t),
+                               self.bin("arith.subf", a[0], a[1], t), zero, t)
+            nan = self.cmp("uno", a[0], a[1], t)
+            return self.select(nan, self.bin("arith.addf", a[0], a[1], t), diff, t)
+        if fn in ("hypot", "rhypot", "norm3d", "norm4d", "rnorm3d", "rnorm4d"):
+            r = self._norm(a, t)
+            return recip(r) if fn.startswith("r") else r
+        if fn in ("cospi", "sinpi"):
+            arg = mul(x, self.const(math.pi, t))
+            return self._direct("cos" if fn == "cospi" else "sin", [arg], t)
+        if fn == "normcdf":  # erfc(-x / sqrt(2)) / 2
+            arg = mul(x, self.const(-math.sqrt(0.5), t))
+            return mul(self._direct("erfc", [arg], t), self.const(0.5, t))
+        if fn == "logb":  # floor(log2(|x|)): exact for normal numbers
+            return self._direct("floor", [self._direct("log2", [self._direct("fabs", [x], t)],
+                                                        t)], t)
+        raise AssertionError(fn)
+
+    def _norm(self, vals: list[str], t: ScalarType) -> str:
+        """sqrt(sum of squares) scaled by the largest magnitude, so that it neither
+        overflows nor underflows; +inf when any argument is infinite."""
+        et = element_type(t)
+        mags = [self.op(f"math.absf {v} : {et}") for v in vals]
+        big = mags[0]
+        for m in mags[1:]:
+            big = self.bin("arith.maximumf", big, m, t)
+        zero = self.const(0.0, t)
+        safe = self.select(self.cmp("oeq", big, zero, t), self.const(1.0, t), big, t)
+        acc = None
+        for m in mags:
+            q = self.bin("arith.divf", m, safe, t)
+            sq = self.bin("arith.mulf", q, q, t)
+            acc = sq if acc is None else self.bin("arith.addf", acc, sq, t)
+        r = self.bin("arith.mulf", big, self.op(f"math.sqrt {acc} : {et}"), t)
+        inf = self.const(math.inf, t)
+        for m in mags:
+            r = self.select(self.cmp("oeq", m, inf, t), inf, r, t)
+        return r
