@@ -21,7 +21,9 @@ Both strategies
     * **Fusion**: ``Max`` for the outer schedule when a pointwise statement walks
       again, over more loops, data a reduction before it read (``softmax``,
       ``layer_norm``, ``group_norm``: the row is still in cache for the second pass;
-      measured 1.3-1.4x alone). Otherwise the naive ``Preserve3Coincident``: a
+      measured 1.3-1.4x alone); on the CPU only when the reduction reads more than a
+      core's cache holds (:data:`CPU_FUSE_MIN_INSTANCES`) or the kernel runs on one
+      thread. Otherwise the naive ``Preserve3Coincident``: a
       contraction scheduled with ``Max`` loses its register-tile form (its
       initialisation and update are two statements to isl), and two reductions of
       the same data fused (``moments``) vectorise worse.
@@ -32,8 +34,10 @@ Both strategies
 The CPU strategy (C + OpenMP)
     * tiles of :data:`CPU_TILE` (32) on the first :data:`CPU_TILED_LOOPS` (3) loops,
       as the naive options, and on a fourth output loop in a contraction whose outputs
-      each reduce over :data:`CPU_DEEP_TILE_WORK` points or more (``conv2d_s2``'s
-      ``w``: 4-10x); a guarded statement (a select: ``conv2d_dx``) keeps the naive
+      each reduce over :data:`CPU_DEEP_TILE_WORK` points or more, when that loop is
+      :data:`CPU_DEEP_TILE_EXTENT` long or more (``conv2d_s2``'s ``w``: 4-10x; not
+      ``conv2d``'s 54, whose partial tile is 40% of it: 2.7x slower with two
+      threads); a guarded statement (a select: ``conv2d_dx``) keeps the naive
       tiles (measured 2x slower with the fourth);
     * the outermost free loop parallel (``cpuParallel``), except for definitions of
       fewer than :data:`CPU_SERIAL_WORK` statement instances in all (tens of
@@ -87,7 +91,9 @@ if TYPE_CHECKING:
     from tc.arguments import BoundCall
 
 __all__ = [
+    "CPU_DEEP_TILE_EXTENT",
     "CPU_DEEP_TILE_WORK",
+    "CPU_FUSE_MIN_INSTANCES",
     "CPU_REDUCTION_TILE",
     "CPU_REGISTER_TILE",
     "CPU_SERIAL_WORK",
@@ -113,8 +119,14 @@ CPU_REDUCTION_TILE = 32
 #: points (``conv2d``: its ``w`` loop tiled too).
 CPU_TILED_LOOPS = 3
 CPU_DEEP_TILE_WORK = 64
+#: ... and whose fourth output loop is at least this long (three tiles: the partial
+#: tile at most a quarter of it).
+CPU_DEEP_TILE_EXTENT = 3 * 32
 #: Below this many statement instances in all, a CPU kernel runs on one thread.
 CPU_SERIAL_WORK = 1 << 17
+#: A second pass is fused (``Max``) on the CPU when a reduction before it reads at
+#: least this many points (2 MiB of float32: a core's L2 on the machines measured).
+CPU_FUSE_MIN_INSTANCES = 1 << 19
 #: Output rows of a CPU contraction's register tile.
 CPU_REGISTER_TILE = 4
 #: Packing needs the packed operands' output extents at least this long...
@@ -230,8 +242,12 @@ def _cpu(options: MappingOptions, shapes: list[StageShape], target: Target) -> N
     else:
         # A fourth output loop only where each output has enough work to amortise its
         # tile (conv2d's 3x3 window over 64 channels, not a depthwise 3x3).
+        # And only on a loop of several tiles: the partial tiles of a loop barely longer
+        # than one (conv2d's 54 = 32 + 22) run the guarded form, which lost 2.7x with
+        # two threads (conv2d at 56x56: 15.4 against 5.7 ms; alone equal).
         deep_tile = (deep.contraction and len(deep.lhs) > CPU_TILED_LOOPS
-                     and math.prod(deep.reduction) >= CPU_DEEP_TILE_WORK)
+                     and math.prod(deep.reduction) >= CPU_DEEP_TILE_WORK
+                     and deep.lhs[CPU_TILED_LOOPS] >= CPU_DEEP_TILE_EXTENT)
         positions = (deep.lhs[: CPU_TILED_LOOPS + 1] if deep_tile
                      else (deep.lhs + deep.reduction)[:CPU_TILED_LOOPS])
         tiles = [0 if n <= CPU_TILE else CPU_TILE for n in positions]
@@ -244,6 +260,17 @@ def _cpu(options: MappingOptions, shapes: list[StageShape], target: Target) -> N
     limit = target.shared_memory_bytes()
     if pack and limit > 0:
         options.useSharedMemory(True).maxSharedMemory(limit)
+
+
+def _cpu_fuses(shapes: list[StageShape]) -> bool:
+    """Whether the CPU gains from ``Max`` fusion of a second pass: on one thread (fewer
+    passes and loops), or when a reduction reads at least :data:`CPU_FUSE_MIN_INSTANCES`
+    points (its data no longer in a core's cache for the second pass). Between the two,
+    the unfused passes run from cache and the fused nest vectorises worse
+    (``group_norm`` at 4x32x16x12x12: 6% slower fused)."""
+    if sum(s.instances for s in shapes) < CPU_SERIAL_WORK:
+        return True
+    return any(s.reduces and s.instances >= CPU_FUSE_MIN_INSTANCES for s in shapes)
 
 
 def _pow2_floor(n: int) -> int:
@@ -311,7 +338,8 @@ def default_options(fn: ir.Function, call: BoundCall, target: Target) -> Mapping
     options = MappingOptions("naive")
     if not shapes:
         return options
-    if second_pass(shapes) and not any(s.contraction for s in shapes):
+    if second_pass(shapes) and not any(s.contraction for s in shapes) and (
+            target.strategy != "cpu" or _cpu_fuses(shapes)):
         options.outerScheduleFusionStrategy("Max")
     if target.strategy == "cpu":
         _cpu(options, shapes, target)

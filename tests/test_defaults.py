@@ -131,11 +131,21 @@ def test_rules_on_known_layers() -> None:
     assert not mm.use_shared_memory and mm.tile_sizes == (32, 32, 32)
     for name in ("softmax", "layer_norm"):
         assert _options(KERNELS[name], KERNELS[name].bench_sizes[0], cpu).outer_fusion == "Max"
+    # group_norm's second pass is fused where its groups outgrow a core's cache only.
+    gn = KERNELS["group_norm"]
+    assert [_options(gn, s, cpu).outer_fusion for s in gn.bench_sizes[:2]] == [
+        "Preserve3Coincident", "Max"]
     moments = KERNELS["moments"]
     fn = _reference(moments.tc)[moments.entry].ir
     assert not second_pass(stage_shapes(fn, moments.bench_sizes[0]))
     tiny = KERNELS["cross_entropy"]
     assert not _options(tiny, tiny.bench_sizes[0], cpu).cpu_parallel
+    # A fourth tiled loop only where it is several tiles long: conv2d_s2's 109-wide
+    # output, not conv2d's 54 (whose partial tile would run the guarded form).
+    s2 = KERNELS["conv2d_s2"]
+    assert _options(s2, s2.bench_sizes[0], cpu).tile_sizes == (0, 32, 32, 32)
+    conv = KERNELS["conv2d"]
+    assert _options(conv, conv.bench_sizes[0], cpu).tile_sizes == (0, 32, 32)
 
 
 def test_choosing_is_cheap() -> None:
