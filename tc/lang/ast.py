@@ -131,6 +131,17 @@ Clause = RangeClause | ExistsClause | LetClause
 
 
 @dataclass(frozen=True)
+class Equivalent:
+    """``<=> name(args)`` after a right-hand side: the original's annotation declaring
+    the statement equal to a library computation. Kept and printed, never checked nor
+    computed (its arguments are any expressions)."""
+
+    span: Span
+    name: Ident
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
 class Statement:
     span: Span
     tensor: Ident
@@ -139,6 +150,7 @@ class Statement:
     op_span: Span
     rhs: Expr
     clauses: tuple[Clause, ...]
+    equivalent: Equivalent | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ _TERMINALS = {
     "ANDAND": "'&&'",
     "QMARK": "'?'",
     "ARROW": "'->'",
+    "EQUIV": "'<=>'",
     "LPAR": "'('",
     "RPAR": "')'",
     "LBRACE": "'{'",
@@ -176,13 +177,20 @@ class _Builder:
         return ast.Result(_span(t), _ident(name), _ident(type_tok), self.dims(dims))
 
     def statement(self, t: Tree) -> ast.Statement:
-        lhs, op, rhs, where = t.children
+        lhs, op, rhs, equivalent, where = t.children
         tensor, *indices = [c for c in lhs.children if c is not None]
         clauses = tuple(self.clause(c) for c in where.children) if where is not None else ()
         return ast.Statement(
             _span(t), _ident(tensor), tuple(_ident(i) for i in indices), str(op), _span(op),
-            self.expr(rhs), clauses,
+            self.expr(rhs), clauses, self.equivalent(equivalent),
         )
+
+    def equivalent(self, t: Tree | None) -> ast.Equivalent | None:
+        if t is None:
+            return None
+        _, name, *args = t.children
+        return ast.Equivalent(_span(t), _ident(name),
+                              tuple(self.expr(a) for a in args if a is not None))
 
     def clause(self, t: Tree) -> ast.Clause:
         if t.data == "range_clause":

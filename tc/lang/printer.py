@@ -1,4 +1,11 @@
-"""Printing the AST: back to TC text (optionally with canonical names) and as a tree dump."""
+"""Printing the AST: back to TC text (optionally with canonical names) and as a tree dump.
+
+:func:`definition_text` prints everything the text says, the ``<=>`` equivalence
+annotations included (a round trip keeps them). :func:`canonical_text` leaves them out:
+an annotation declares what a statement equals but changes nothing it computes, and the
+canonical text (the compilation cache's key) changes only with the meaning, so an
+annotated and an unannotated text share their tuned and compiled kernels.
+"""
 
 from __future__ import annotations
 
@@ -50,8 +57,9 @@ def _dims(dims: tuple[ast.DimDecl, ...], rn: Rename) -> str:
     return "(" + ", ".join(str(d.value) if d.name is None else rn(d.name) for d in dims) + ")"
 
 
-def definition_text(d: ast.Definition, rn: Rename = _same) -> str:
-    """The definition as TC text, one statement per line."""
+def definition_text(d: ast.Definition, rn: Rename = _same, annotations: bool = True) -> str:
+    """The definition as TC text, one statement per line; ``annotations=False`` leaves
+    out the ``<=>`` equivalence annotations."""
     name = rn(d.name.name)
     params = ", ".join(f"{_type(p.type_name)}{_dims(p.dims, rn)} {rn(p.name.name)}"
                        for p in d.params)
@@ -66,6 +74,10 @@ def definition_text(d: ast.Definition, rn: Rename = _same) -> str:
         if st.indices:
             lhs += "(" + ", ".join(rn(i.name) for i in st.indices) + ")"
         text = f"    {lhs} {st.op} {expr_text(st.rhs, rn)}"
+        if annotations and st.equivalent is not None:
+            # The annotation's names are the library's and the caller's, never renamed.
+            eq = st.equivalent
+            text += f" <=> {eq.name.name}({', '.join(expr_text(a) for a in eq.args)})"
         clauses = []
         for c in st.clauses:
             if isinstance(c, ast.RangeClause):
@@ -87,7 +99,8 @@ def canonical_text(d: ast.Definition) -> str:
 
     Renaming tensors, sizes or indices, reformatting, comments and redundant
     parentheses leave it unchanged; any change of meaning changes it. It is the
-    basis of the compilation cache's key.
+    basis of the compilation cache's key. ``<=>`` annotations are left out: they
+    change no meaning (see the module docstring).
     """
     names: dict[str, str] = {}
 
@@ -96,7 +109,7 @@ def canonical_text(d: ast.Definition) -> str:
             names[name] = f"v{len(names)}"
         return names[name]
 
-    return definition_text(d, rn)
+    return definition_text(d, rn, annotations=False)
 
 
 def canonical_hash(d: ast.Definition) -> str:
@@ -120,6 +133,8 @@ def tree_text(node, indent: int = 0) -> str:
         if f.name in ("span", "op_span", "arrow", "source"):
             continue
         v = getattr(node, f.name)
+        if v is None and f.name == "equivalent":
+            continue  # most statements have no annotation: not shown
         if isinstance(v, str | int | float) or v is None:
             scalars.append(f"{f.name}={v!r}")
         elif isinstance(v, tuple) and not v:
