@@ -401,6 +401,15 @@ def _compile(fn: ir.Function, options: MappingOptions, sizes: Mapping[str, int],
     lap("map")
     params = {isl_name: tc_name for tc_name, isl_name in scop.param_ids.items()}
     program, kernel_asts = host_mod.split_program(ast, params)
+    if len(kernel_asts) < len(mapped.kernels):
+        # isl leaves out a kernel whose statements all have empty domains (a literal
+        # empty range: they do nothing, docs/language.md section 5); so does the program.
+        new = {old: k for k, old in enumerate(sorted(kernel_asts))}
+        mapped = dataclasses.replace(mapped, kernels=tuple(
+            dataclasses.replace(m, index=new[m.index]) for m in mapped.kernels
+            if m.index in new))
+        program = host_mod.renumber_launches(program, new)
+        kernel_asts = {new[i]: a for i, a in kernel_asts.items()}
     buffers = make_buffers(fn, sizes, input_strides, symbolic)
     if symbolic:
         shapes = {t.name: tuple(size_expr(s) for s in t.shape) for t in fn.tensors}

@@ -64,6 +64,18 @@ def split_program(ast: isl.AstNode, params: Mapping[str, str]
     return visit(ast), kernels
 
 
+def renumber_launches(node: HostNode, new: Mapping[int, int]) -> HostNode:
+    """The host program with kernel ``k`` launched as kernel ``new[k]``."""
+    if isinstance(node, Launch):
+        return Launch(new[node.kernel])
+    if isinstance(node, HostBlock):
+        return HostBlock(tuple(renumber_launches(n, new) for n in node.items))
+    if isinstance(node, HostIf):
+        other = None if node.otherwise is None else renumber_launches(node.otherwise, new)
+        return HostIf(node.cond, renumber_launches(node.then, new), other)
+    return node
+
+
 def evaluate(e: ir.Expr, sizes: Mapping[str, int]) -> int | bool:
     """An integer/boolean expression of the sizes (``s_<name>`` variables)."""
     if isinstance(e, ir.IntImm):

@@ -15,6 +15,7 @@ import torch
 from tc.errors import TcArgumentError, TcArgumentTypeError, TcRangeError
 from tc.ir import nodes as ir
 from tc.ir.index_width import size_index_bits
+from tc.ir.sym import Sym
 from tc.ir.types import ScalarType
 
 TORCH_DTYPES: dict[ScalarType, torch.dtype] = {
@@ -130,17 +131,16 @@ def bind(fn: ir.Function, args: Sequence[object]) -> BoundCall:
         where = ", ".join(f"{d.name} on {t.device}" for d, t in zip(fn.inputs, tensors,
                                                                      strict=True))
         raise TcArgumentError(f"{fn.name}: all tensors must be on one device; got {where}")
-    empty = any(t.numel() == 0 for t in tensors)
     if not all(type(v) is int for v in sizes.values()):
-        check_ranges(fn, sizes, empty)  # symbolic sizes (torch.compile tracing)
+        check_ranges(fn, sizes)  # symbolic sizes (torch.compile tracing)
     else:
-        key = (tuple(sizes.items()), empty)
+        key = tuple(sizes.items())
         checked = fn.__dict__.get("_checked_ranges")
         if checked is None:
             checked = set()
             object.__setattr__(fn, "_checked_ranges", checked)
         if key not in checked:
-            check_ranges(fn, sizes, empty)
+            check_ranges(fn, sizes)
             # Sizes beyond 64-bit index arithmetic, named here for every back end.
             size_index_bits(fn, sizes)
             if len(checked) < 4096:
@@ -148,24 +148,39 @@ def bind(fn: ir.Function, args: Sequence[object]) -> BoundCall:
     return BoundCall(tuple(tensors), sizes, device or torch.device("cpu"))
 
 
-def check_ranges(fn: ir.Function, sizes: Mapping[str, int], empty_inputs: bool = False) -> None:
-    """Reject, with the statement's position, ranges that are empty or negative for these
-    sizes (an empty range is accepted when an input is itself empty)."""
+def check_ranges(fn: ir.Function, sizes: Mapping[str, int]) -> None:
+    """Reject, with the statement's position, a left-hand index that takes negative
+    values and a tensor whose extent is negative for these sizes. A range that is empty
+    for these sizes is fine: its statement does nothing (docs/language.md section 5)."""
     for st in fn.stages:
-        for k, d in enumerate(st.domain):
-            lo, hi = d.lo.evaluate(sizes), d.hi.evaluate(sizes)
-            bad = (hi < lo) or (hi == lo and not empty_inputs) or (k < len(st.lhs) and lo < 0)
-            if bad:
-                span = st.span
-                given = ", ".join(f"{n}={sizes[n]}" for n in sorted(d.lo.symbols() |
-                                                                    d.hi.symbols()))
-                raise TcRangeError(
-                    f"index '{d.name}' of '{st.tensor}' ranges over {d.lo}:{d.hi} = {lo}:{hi}"
-                    f"{' with ' + given if given else ''}, which is "
-                    f"{'negative' if lo < 0 and hi > lo else 'empty'}; check the input sizes",
-                    line=span.line if span else None, column=span.column if span else None,
-                    source=fn.source or None,
-                )
+        bounds = [(d, d.lo.evaluate(sizes), d.hi.evaluate(sizes)) for d in st.domain]
+        if any(hi <= lo for _, lo, hi in bounds):
+            continue
+        for d, lo, hi in bounds[: len(st.lhs)]:
+            if lo < 0:
+                _range_error(fn, st, f"index '{d.name}' of '{st.tensor}' ranges over "
+                             f"{d.lo}:{d.hi} = {lo}:{hi}{_given(d.lo, d.hi, sizes)}, which is "
+                             "negative; check the input sizes")
+    for t in fn.outputs + fn.temps:
+        for k, ext in enumerate(t.shape):
+            v = ext.evaluate(sizes)
+            if v < 0:
+                st = next(s for s in fn.stages if s.tensor == t.name)
+                _range_error(fn, st, f"'{t.name}' would have extent {ext} = {v}"
+                             f"{_given(ext, ext, sizes)} in dimension {k}, which is "
+                             "negative: its left-hand range is empty for these sizes and "
+                             "ends below 0; check the input sizes")
+
+
+def _given(lo: Sym, hi: Sym, sizes: Mapping[str, int]) -> str:
+    names = sorted(lo.symbols() | hi.symbols())
+    return " with " + ", ".join(f"{n}={sizes[n]}" for n in names) if names else ""
+
+
+def _range_error(fn: ir.Function, st: ir.Stage, msg: str) -> None:
+    span = st.span
+    raise TcRangeError(msg, line=span.line if span else None,
+                       column=span.column if span else None, source=fn.source or None)
 
 
 def output_shapes(fn: ir.Function, sizes: Mapping[str, int]) -> list[tuple[int, ...]]:

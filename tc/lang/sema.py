@@ -35,6 +35,7 @@ from tc.ir.types import (
 from tc.lang import ast
 from tc.lang.builtins import BUILTINS, MATH_BUILTINS
 from tc.lang.lint import Access, StatementFacts, lint_statement
+from tc.lang.original_forms import empty_dims, empty_range, extent, unwritten_reduction
 from tc.lang.ranges import Constraint, compared_terms, infer, proportional
 
 _REDUCTIONS = {"+=": "+", "*=": "*", "min=": "min", "max=": "max"}
@@ -217,9 +218,8 @@ class _DefChecker:
                             "read-only", st.tensor.span)
         written = target is not None and target.written_at is not None
         if st.op.endswith("=") and st.op != "=" and not written:
-            raise self.fail(TcSemanticError, f"reduction '{st.op}' into '{name}', which no "
-                            f"earlier statement wrote; use '{st.op}!' to start from the "
-                            "identity", st.tensor.span)
+            # It accumulates into what the tensor starts with (original_forms).
+            self.warnings.append(unwritten_reduction(st, target is None, self.source))
 
         scope = _Scope()
         lhs_names: list[str] = []
@@ -314,18 +314,16 @@ class _DefChecker:
             raise self.fail(TcRangeError, f"cannot infer the range of index '{u.index}': "
                             f"{why}; add 'where {u.index} in LO:HI'", scope.indices[u.index])
         domain = tuple(ir.Dim(n, *ranges[n]) for n in order)
-        for d in domain:
-            ext = d.hi - d.lo
-            if ext.is_const and ext.const <= 0:
-                raise self.fail(TcRangeError, f"empty range for index '{d.name}': "
-                                f"{d.lo}:{d.hi}", scope.indices[d.name])
-        for d in domain[: len(lhs_names)]:
+        empty = empty_dims(domain)  # the statement does nothing: warned, not checked
+        self.warnings += [empty_range(st, d, scope.indices[d.name], self.source)
+                          for d in empty[:1]]
+        for d in domain[: len(lhs_names)] if not empty else ():
             if d.lo.is_const and d.lo.const < 0:
                 raise self.fail(TcRangeError, f"left-hand index '{d.name}' takes negative "
                                 f"values ({d.lo}:{d.hi})", scope.indices[d.name])
 
         # Types and extents of the written tensor.
-        extents = tuple(d.hi for d in domain[: len(lhs_names)])
+        extents = tuple(extent(d.hi) for d in domain[: len(lhs_names)])
         if target is None:
             target = _Tensor(name, None, None, "temp", st.tensor.span)
             self.tensors[name] = target
@@ -334,7 +332,7 @@ class _DefChecker:
             target.dtype = rhs.type
         if target.shape is None:
             target.shape = extents
-        elif target.shape != extents:
+        elif target.shape != extents and not empty:  # an empty statement writes nothing
             where = ("its declaration" if target.written_at is None else
                      f"the statement at line {target.written_at.line}")
             raise self.fail(TcRangeError, f"inconsistent sizes for '{name}': {where} gives "
@@ -350,11 +348,12 @@ class _DefChecker:
         for n in reversed(list(let_values)):
             rhs = ir.Let(n, let_values[n], rhs, type=rhs.type, span=rhs.span)
 
-        self.check_static_bounds(scope.reads[:exists_reads_start], domain, let_values)
-        self.warnings += lint_statement(StatementFacts(
-            accesses, constraints, ranges, set(fixed), lhs_names,
-            reductions if op is not None else [],
-            [rhs, *let_values.values(), *exists_exprs], let_values), self.source)
+        if not empty:
+            self.check_static_bounds(scope.reads[:exists_reads_start], domain, let_values)
+            self.warnings += lint_statement(StatementFacts(
+                accesses, constraints, ranges, set(fixed), lhs_names,
+                reductions if op is not None else [],
+                [rhs, *let_values.values(), *exists_exprs], let_values), self.source)
         return ir.Stage(name, tuple(lhs_names), domain, rhs, op, init, span=st.span)
 
     def operator(self, st: ast.Statement, reductions: list[str]) -> tuple[str | None, bool]:

@@ -212,12 +212,6 @@ CASES = [
          "  C(i) = A(i)\n}", TcSemanticError, "A(i) =", words=("input", "'A'")),
     Case("writing-a-scalar-input", "def f(float a) -> (C) { a = 1.0\n C = a }",
          TcSemanticError, "a =", words=("input",)),
-    Case("reduction-without-bang-into-unwritten",
-         "def f(float(N, M) A) -> (C) { C(i) += A(i, j) }",
-         TcSemanticError, "C(i)", words=("'+='", "'+=!'")),
-    Case("min-reduction-without-bang-into-unwritten",
-         "def f(float(N, M) A) -> (C) { C(i) min= A(i, j) }",
-         TcSemanticError, "C(i)", words=("min=",)),
     Case("read-before-write", "def f(float(N) A) -> (C) { C(i) = C(i) + A(i) }",
          TcSemanticError, "C(i) +", words=("'C'", "before")),
     Case("read-result-before-write", "def f(float(N) A) -> (C, D) {\n  D(i) = C(i)\n"
@@ -257,14 +251,6 @@ CASES = [
          "  C(i) = B(i)\n}", TcRangeError, "C(i) = B", words=("inconsistent", "'C'")),
     Case("inconsistent-with-declaration", "def f(float(N) A) -> (float(N) C) {\n"
          "  C(i) = A(i) where i in 0:3\n}", TcRangeError, "C(i)", words=("inconsistent",)),
-    Case("empty-where-range", "def f(float(N) A) -> (C) { C(i) = A(i) where i in 3:3 }",
-         TcRangeError, "i", words=("empty",)),
-    Case("reversed-where-range", "def f(float(N) A) -> (C) { C(i) = A(i) where i in 5:2 }",
-         TcRangeError, "i", words=("empty",)),
-    Case("literal-dims-too-small", "def f(float(2) A) -> (C) { C(i) +=! A(i + k) where k in 0:3 }",
-         TcRangeError, "i", words=("empty",)),
-    Case("literal-dims-too-small-strided", "def f(float(3) A) -> (C) { C(i) +=! A(2 * i + k) "
-         "where k in 0:4 }", TcRangeError, "i", words=("empty",)),
     Case("negative-lhs-range", "def f(float(N) A) -> (C) { C(i) = A(i + 1) }",
          TcRangeError, "i", words=("negative",)),
     Case("out-of-bounds-for-every-size",

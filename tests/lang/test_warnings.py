@@ -280,3 +280,80 @@ def test_python_m_tc_check_strict_exit_status(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1
     assert f"{f}:2:25: error: reduction index 'kk'" in run.stderr
+
+
+# -- warnings: the original's lenient forms (issue 14) -------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["+=", "*=", "min=", "max="])
+def test_a_reduction_without_bang_into_an_unwritten_result_warns_at_its_operator(op: str
+                                                                                 ) -> None:
+    text = f"def f(float(N, M) A) -> (C) {{\n  C(i) {op} A(i, j)\n}}"
+    [w] = _warnings(text)
+    assert (w.line, w.column) == (2, text.split("\n")[1].index(op) + 1)
+    assert f"'{op}'" in w.message and f"'{op}!'" in w.message and "'C'" in w.message
+    assert "outputs=" in w.message and "zeros" in w.message
+    assert str(w).splitlines()[-1] == " " * (4 + w.column - 1) + "^"
+
+
+def test_a_reduction_without_bang_into_a_temporary_warns_and_says_zeros() -> None:
+    text = "def f(float(N) A) -> (C) {\n  T(i) += A(i)\n  C(i) = T(i)\n}"
+    [w] = _warnings(text)
+    assert (w.line, w.column) == (2, 8) and "'T'" in w.message and "zeros" in w.message
+    assert "outputs=" not in w.message
+
+
+def test_a_reduction_without_bang_after_a_write_does_not_warn() -> None:
+    assert _warnings("def f(float(N, M) A) -> (C) {\n  C(i) = 1.0 where i in 0:N\n"
+                     "  C(i) += A(i, j)\n}") == []
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("def f(float(N) A) -> (C) { C(i) = A(i) where i in 3:3 }", "i in 3:3"),
+    ("def f(float(N) A) -> (C) { C(i) = A(i) where i in 8:4 }", "i in 8:4"),
+    ("def f(float(N) A) -> (C) { C(i) = A(i) where i in N:N }", "i in N:N"),
+    # a reduction range, and an empty statement after a full one (extents not compared)
+    ("def f(float(N) A) -> (C) { C(i) +=! A(i) * A(k) where k in 2:0 }", "k in 2:0"),
+    ("def f(float(N) A) -> (C) {\n  C(i) = A(i)\n  C(i) = A(i + 10) where i in 8:4\n}",
+     "i in 8:4"),
+    # ranges inferred empty from literal sizes: at the index's first use
+    ("def f(float(2) A) -> (C) { C(i) +=! A(i + k) where k in 0:3 }", "i)"),
+    ("def f(float(3) A) -> (C) { C(i) +=! A(2 * i + k) where k in 0:4 }", "i)"),
+])
+def test_an_empty_range_warns_at_the_range(text: str, needle: str) -> None:
+    [w] = _warnings(text)
+    start = text.index(needle)
+    line = text.count("\n", 0, start) + 1
+    assert (w.line, w.column) == (line, start - (text.rfind("\n", 0, start) + 1) + 1)
+    assert "empty" in w.message and "does nothing" in w.message
+
+
+def test_an_empty_statement_is_not_checked_for_bounds_nor_linted() -> None:
+    # A(i + 10) is out of bounds and kw narrowed, but nothing is evaluated.
+    [w] = _warnings("def f(float(N) A, float(3) w) -> (C) {\n  C(i) = A(i)\n"
+                    "  C(i) +=! A(i + kw + 10) * w(kw) where i in 5:5\n}")
+    assert "empty" in w.message
+
+
+def test_a_negative_literal_extent_becomes_zero() -> None:
+    fn = check_text("def f(float(N) A) -> (C) { C(i) = A(i) where i in 0:-3 }").functions["f"]
+    assert [str(s) for s in fn.outputs[0].shape] == ["0"]
+
+
+@pytest.mark.parametrize("text", [
+    # empty for some sizes only: checked at call time, where it does nothing
+    "def f(float(N) A) -> (C) { C(i) = A(i) where i in 3:N }",
+    "def f(float(N) A) -> (C) { C(i) +=! A(i + k) where k in 0:3 }",
+    "def f(float(N) A) -> (C) { C(i) +=! A(i) * A(k) where k in 0:N - 4 }",
+])
+def test_ranges_empty_only_for_some_sizes_do_not_warn(text: str) -> None:
+    assert _warnings(text) == []
+
+
+def test_cli_check_strict_fails_on_the_lenient_forms(tmp_path: Path, capsys) -> None:
+    f = tmp_path / "acc.tc"
+    f.write_text("def f(float(M, K) A, float(K, N) B) -> (C) {\n"
+                 "  C(m, n) += A(m, k) * B(k, n)\n}\n")
+    assert main(["check", str(f)]) == 0
+    assert f"{f}:2:11: warning: reduction '+='" in capsys.readouterr().err
+    assert main(["check", "--strict", str(f)]) == 1
