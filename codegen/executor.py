@@ -20,6 +20,7 @@ from codegen.launch_config import call_kernel
 from codegen.targets import KernelInfo, Target, get_target, target_names
 from tc.arguments import TORCH_DTYPES, BoundCall
 from tc.errors import TcArgumentError, TcBackendError, TcRangeError
+from tc.ir.bounds import starts_from_contents
 from tc.ir.index_width import call_index_bits
 from tc.ir.split_sums import sum_splits
 from tc.ir.types import ScalarType
@@ -95,6 +96,10 @@ class Executor:
         self.kernels: list[KernelInfo] = [target.info(call_kernel(kern, program.sizes), h)
                                           for kern, h in zip(kernels, self._compiled, strict=True)]
         self._plans: dict[tuple, tuple] = {}  # per call signature: see _make_plan
+        # The outputs that start from the caller's outputs= (tc.ir.bounds).
+        from_contents = starts_from_contents(program.fn)
+        self._from_contents = tuple(k for k, t in enumerate(program.fn.outputs)
+                                    if t.name in from_contents)
 
     @classmethod
     def from_artifact(cls, blob: bytes, backend: str | Target, signature: tuple,
@@ -137,15 +142,19 @@ class Executor:
         if outputs is not None:
             outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
             check_outputs(self.fn, call, outputs)
-        results = self.run(call)
+        results = self.run(call, outputs)
         if outputs is not None:
             for dst, src in zip(outputs, results, strict=True):
                 dst.copy_(src)
             results = list(outputs)
         return results[0] if len(results) == 1 else tuple(results)
 
-    def run(self, call: BoundCall) -> list[torch.Tensor]:
-        """Run on checked arguments; returns the outputs in declared order."""
+    def run(self, call: BoundCall, outputs: Sequence[torch.Tensor] | None = None
+            ) -> list[torch.Tensor]:
+        """Run on checked arguments; returns the outputs in declared order. An output
+        that a reduction without ``!`` accumulates into before anything writes it
+        starts as a copy of its tensor in ``outputs`` (checked: the caller's
+        ``outputs=``), else as zeros; ``outputs`` are not written here."""
         sig = call.signature()
         plan = self._plans.get(sig)
         if plan is None:
@@ -176,6 +185,9 @@ class Executor:
         dev = call.device
         made = [(torch.empty if written else torch.zeros)(shape, dtype=dtype, device=dev)
                 for shape, dtype, written in shapes]
+        if outputs is not None:
+            for k in self._from_contents:
+                made[k].copy_(outputs[k])
         err = unused_err if unused_err is not None else torch.zeros(1, dtype=torch.int32,
                                                                     device=dev)
         tensors = (*call.inputs, *made, err)

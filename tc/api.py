@@ -16,6 +16,7 @@ from tc.backend import Backend, get_backend
 from tc.errors import TcArgumentError, TcArgumentTypeError, TcError, TcGradientError
 from tc.grad import Backward, derive
 from tc.ir import nodes as ir
+from tc.ir.bounds import starts_from_contents
 from tc.lang.frontend import check_text
 from tc.lang.printer import canonical_text
 from tc.options import MappingOptions
@@ -118,6 +119,11 @@ class TcFunction:
         """Check the arguments and bind the size symbols, without running anything."""
         return bind(self.ir, inputs)
 
+    def _reads_outputs(self) -> bool:
+        """Whether a reduction without ``!`` accumulates into an output's contents."""
+        names = starts_from_contents(self.ir)
+        return any(t.name in names for t in self.ir.outputs)
+
     @property
     def differentiable_inputs(self) -> tuple[int, ...]:
         """Indices of the inputs that get a gradient (the floating-point ones)."""
@@ -198,9 +204,13 @@ class TcFunction:
             fn = self._gradient[key] = self._unit.derived_unit(bw.text)[bw.name]
         return fn
 
-    def run_bound(self, call: BoundCall) -> list[torch.Tensor]:
+    def run_bound(self, call: BoundCall, outputs: Sequence[torch.Tensor] | None = None
+                  ) -> list[torch.Tensor]:
         """The results of checked arguments (:meth:`bind`) as a list, without recording
-        anything for autograd."""
+        anything for autograd; ``outputs`` (checked) are what a reduction without ``!``
+        into an unwritten output accumulates into (see :meth:`__call__`)."""
+        if outputs is not None and self._reads_outputs():
+            return self._unit.backend.run(self.ir, call, self._unit.options_for, outputs)
         return self._unit.backend.run(self.ir, call, self._unit.options_for)
 
     def __call__(
@@ -208,13 +218,22 @@ class TcFunction:
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Run the definition; returns one tensor, or a tuple in the declared result order.
 
-        ``outputs=`` gives preallocated tensors to write into (and return). When grad
+        ``outputs=`` gives preallocated tensors to write into (and return); a reduction
+        without ``!`` into an output no earlier statement wrote (``C(m, n) += A(m, k) *
+        B(k, n)``) accumulates into their contents (A·B + C), and into zeros without
+        ``outputs=`` (docs/language.md section 2). When grad
         mode is on and a floating-point input requires grad, the call is recorded for
         autograd: its backward runs the derived backward (:meth:`gradient`).
         """
         from tc.autograd import needs_grad, run_differentiable
 
         if traced.tracing(inputs):  # torch.compile, torch.export: an operator node
+            if outputs is not None and self._reads_outputs():
+                raise TcArgumentError(
+                    f"{self.name}: a reduction without '!' accumulates into outputs=, "
+                    "which a traced call (torch.compile, torch.export) cannot pass to tc's "
+                    "operator; add the outputs' contents after the call, or call it "
+                    "eagerly")
             results = traced.call(self._key, self, inputs)
             if outputs is None:
                 return results
@@ -235,7 +254,7 @@ class TcFunction:
                                       "under torch.no_grad() or drop outputs=")
             results = run_differentiable(self, call)
         else:
-            results = self.run_bound(call)
+            results = self.run_bound(call, outputs)
         if outputs is not None:
             for dst, src in zip(outputs, results, strict=True):
                 dst.copy_(src)

@@ -13,7 +13,7 @@ never recompile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -22,6 +22,7 @@ from tc.arguments import BoundCall, from_numpy, to_numpy
 from tc.errors import TcBackendError, TcError
 from tc.ir import interpret
 from tc.ir import nodes as ir
+from tc.ir.bounds import starts_from_contents
 from tc.options import MappingOptions
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,12 @@ OptionsFor = Callable[[ir.Function, BoundCall], MappingOptions]
 class Backend(Protocol):
     name: str
 
-    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
-        """Compute ``fn``'s outputs for checked arguments."""
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor,
+            outputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Compute ``fn``'s outputs for checked arguments. ``outputs`` (checked: the
+        caller's ``outputs=``) are what a reduction without ``!`` into a tensor no
+        earlier statement wrote accumulates into (otherwise zeros); they are not
+        written here."""
         ...
 
 
@@ -50,12 +55,18 @@ class ReferenceBackend:
 
     name = "reference"
 
-    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor,
+            outputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
         if call.device.type == "meta":
             raise TcBackendError(f"{fn.name}: meta tensors hold no data to compute on; pass "
                                  "CPU or CUDA tensors")
         arrays = {d.name: to_numpy(t) for d, t in zip(fn.inputs, call.inputs, strict=True)}
-        results = interpret.run(fn, arrays, call.sizes)
+        initial = None
+        if outputs is not None:
+            wanted = starts_from_contents(fn)
+            initial = {d.name: to_numpy(t) for d, t in zip(fn.outputs, outputs, strict=True)
+                       if d.name in wanted}
+        results = interpret.run(fn, arrays, call.sizes, initial)
         return [from_numpy(results[t.name], t.dtype, call.device) for t in fn.outputs]
 
 
@@ -183,10 +194,11 @@ class CompiledBackend:
             return None
         return None
 
-    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor,
+            outputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
         opts = options(fn, call)
         ex = self.executor(fn, call, opts)
-        results = ex.run(call)
+        results = ex.run(call, outputs)
         if self._unstored:  # only while a kernel compiled here awaits storing
             from codegen.executor import memo_key
 
@@ -216,8 +228,9 @@ class AutoBackend:
             backend = self._by_device[kind] = self._by_name[default_target(kind).name]
         return backend
 
-    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor) -> list[torch.Tensor]:
-        return self.pick(call).run(fn, call, options)
+    def run(self, fn: ir.Function, call: BoundCall, options: OptionsFor,
+            outputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        return self.pick(call).run(fn, call, options, outputs)
 
 
 def attach_cache(backend: Backend, cache, canonicals: dict[ir.Function, str], *,

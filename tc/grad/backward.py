@@ -24,6 +24,7 @@ end checks and the compiler compiles like any other:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from tc.errors import TcGradientError
@@ -136,6 +137,7 @@ def derive(fn: ir.Function, name: str | None = None,
     Raises :class:`TcGradientError` when ``fn`` cannot be differentiated or has no
     floating-point input and output to differentiate.
     """
+    fn = _from_zeros(fn)
     s = _State(fn, _names(fn))
     grad_in = tuple(k for k, t in enumerate(fn.inputs) if t.dtype.is_float)
     grad_out = tuple(k for k, t in enumerate(fn.outputs) if t.dtype.is_float)
@@ -178,6 +180,25 @@ def derive(fn: ir.Function, name: str | None = None,
     lines += [st.text() for st in s.body]
     lines.append("}")
     return Backward(bname, "\n".join(lines) + "\n", wanted, grad_out)
+
+
+def _from_zeros(fn: ir.Function) -> ir.Function:
+    """``fn`` with each reduction without ``!`` into a tensor no earlier statement wrote
+    made a ``!`` reduction, which it equals: differentiated calls get fresh outputs
+    (outputs= is refused when an input requires grad), so such a tensor starts at 0,
+    the identity of ``+``. Any other operator from 0 (``*=`` stays 0, ``max=`` clamps at
+    0) raises: it is almost certainly not what was meant."""
+    stages = list(fn.stages)
+    written: set[str] = set()
+    for k, st in enumerate(stages):
+        if st.tensor not in written and st.op is not None and not st.init:
+            if st.op != "+":
+                raise _fail(fn, k, f"'{st.op}=' without '!' accumulates into the zeros "
+                            f"'{st.tensor}' starts with; write '{st.op}=!' to start from "
+                            "the identity")
+            stages[k] = dataclasses.replace(st, init=True)
+        written.add(st.tensor)
+    return dataclasses.replace(fn, stages=tuple(stages)) if stages != list(fn.stages) else fn
 
 
 def _live(body: list[_Stmt], wanted: set[str]) -> list[_Stmt]:

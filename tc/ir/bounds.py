@@ -76,6 +76,19 @@ def check_static_bounds(fn: ir.Function, sizes: Mapping[str, int]) -> None:
                         column=span.column if span else None, source=fn.source or None)
 
 
+def starts_from_contents(fn: ir.Function) -> frozenset[str]:
+    """The outputs and temporaries whose first writing stage reduces without ``!``: it
+    accumulates into what the tensor holds at the start, the caller's ``outputs=``
+    tensor or zeros (docs/language.md section 2; tc.lang.original_forms)."""
+    out: set[str] = set()
+    seen: set[str] = set()
+    for st in fn.stages:
+        if st.tensor not in seen and st.op is not None and not st.init:
+            out.add(st.tensor)
+        seen.add(st.tensor)
+    return frozenset(out)
+
+
 def fully_written(fn: ir.Function, sizes: Mapping[str, int]) -> frozenset[str]:
     """The outputs and temporaries whose every element is written before anything reads
     it: the first stage touching the tensor writes it without reading it (a plain

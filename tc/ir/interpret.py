@@ -27,13 +27,16 @@ from tc.ir.wide_accumulators import widen_accumulators
 
 
 def run(
-    fn: ir.Function, inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int]
+    fn: ir.Function, inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int],
+    initial: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``fn``; returns every written tensor (outputs and temporaries) by name.
 
     ``inputs`` hold numpy arrays of the declared types (bfloat16 as float32);
     ``sizes`` gives the value of every size symbol. Outputs start zero-filled, so
-    elements no statement writes are 0.
+    elements no statement writes are 0; those named in ``initial`` start as a copy of
+    its array (the caller's ``outputs=`` that a reduction without ``!`` accumulates
+    into: tc.ir.bounds.starts_from_contents).
     """
     # Half-precision sums and products accumulate in float32 (the language's semantics,
     # which every target runs the same way: tc.ir.wide_accumulators).
@@ -46,7 +49,10 @@ def run(
     store: dict[str, np.ndarray] = dict(inputs)
     for t in fn.outputs + fn.temps:
         shape = tuple(s.evaluate(sizes) for s in t.shape)
-        store[t.name] = np.zeros(shape, dtype=t.dtype.numpy_dtype)
+        if initial is not None and t.name in initial:
+            store[t.name] = np.array(initial[t.name], dtype=t.dtype.numpy_dtype).reshape(shape)
+        else:
+            store[t.name] = np.zeros(shape, dtype=t.dtype.numpy_dtype)
     with np.errstate(all="ignore"):
         for stage in fn.stages:
             try:
