@@ -15,6 +15,9 @@ from codegen.compiler import compile_program
 from codegen.nvrtc import compile_cuda
 from tc.lang.frontend import check_text
 
+# "literal shapes, accumulating" warns on purpose (a reduction without '!').
+pytestmark = pytest.mark.filterwarnings("ignore::tc.TcWarning")
+
 CASES = {
     "literal shape": ("def f(float(4) a) -> (b) { b(i) = a(i) }", lambda: (torch.randn(4),)),
     "scalar input": ("def f(float A) -> (b) { b = A * 2.0 }", lambda: (torch.tensor(3.0),)),
@@ -23,6 +26,14 @@ CASES = {
     "no inputs": ("def f() -> (b) { b(i) = 1.5 where i in 0:4 }", lambda: ()),
     "size 1": ("def f(float(1, 5) a) -> (b) { b(j) = a(0, j) + 1.0 }",
                lambda: (torch.randn(1, 5),)),
+    "two scalars": ("def f(float a, float b) -> (c) { c = a * b + 1.0 }",
+                    lambda: (torch.tensor(3.0), torch.tensor(-2.0))),
+    "no inputs, reduction": ("def f() -> (s) { s +=! float(i) * 0.5 where i in 0:5 }",
+                             lambda: ()),
+    "size 1 everywhere": ("def f(float(1, 1) a) -> (b) { b(i, j) +=! a(i, k) * a(k, j) }",
+                          lambda: (torch.randn(1, 1),)),
+    "literal shapes, accumulating": ("def f(float(2, 3) a) -> (b) { b(i) += a(i, j) }",
+                                     lambda: (torch.randn(2, 3),)),
 }
 
 
