@@ -67,9 +67,10 @@ The GPU strategy (CUDA, OpenCL)
       ``target.shared_memory_bytes()``; private (register) promotion on; unrolling of
       short loops by 4. (Checked for correctness on PoCL; not timed: no GPU here.)
 
-Measured on the catalogue (``benchmarks/results/cpu-2026-12-04-defaults*.md``): within
-1.62x of tuned options (geomean), and, timed alternately with naive, 0.89x naive's time
-(geomean); ``conv2d`` is the one layer slower (2x with two threads, equal serially).
+Measured on the catalogue (``benchmarks/results/cpu-2026-12-04-defaults*.md``, timed
+with :mod:`benchmarks.defaults_vs_naive`): 0.86x naive's time (geomean), no layer more
+than 10% slower; against tuned options 1.34x by the fastest call (1.62x by the median
+in the full report).
 
 :func:`tc.make_naive_options_factory` stays available for the original TC's naive
 options.
