@@ -26,6 +26,7 @@ import dataclasses
 import math
 
 from codegen import kernel as k
+from codegen import math_helpers
 from tc.ir import nodes as ir
 from tc.ir.types import ScalarType as T
 
@@ -104,6 +105,11 @@ class CFamilyPrinter:
     helper = ""
     #: CUDA and C spell float math ``expf``; OpenCL overloads ``exp``
     float_suffix_fns = False
+    #: The builtins of :data:`codegen.math_helpers.EXTRA_MATH` the target's library has;
+    #: the others are printed as calls of helpers (:func:`codegen.math_helpers.call_text`).
+    #: ``fdivide`` is ``/`` everywhere: CUDA's ``fdividef`` may be the approximate
+    #: ``__fdividef`` (2 ulp, 0 for huge divisors), and the language defines x / y.
+    native_extra: frozenset[str] = math_helpers.EXTRA_MATH - {"fdivide"}
 
     def __init__(self, kern: k.Kernel) -> None:
         self.k = kern
@@ -212,6 +218,8 @@ class CFamilyPrinter:
                             self.types[T.UINT16])
         if name == "erfinv":
             return ERFINV.replace("static inline", h)
+        if name in math_helpers.TEXTS:
+            return math_helpers.TEXTS[name].replace("static inline", h)
         if name == "h2f":
             return f"""{h} float tc_h2f({u16} h) {{
   {u32} s = ({u32})(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
@@ -405,8 +413,12 @@ class CFamilyPrinter:
         return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
 
     def e_Call(self, e: ir.Call) -> str:
-        args = ", ".join(self.expr(a) for a in e.args)
         double = e.type is T.FLOAT64
+        if e.fn in math_helpers.EXTRA_MATH and e.fn not in self.native_extra:
+            for h in math_helpers.helpers_of(e.fn):
+                self.use(h)
+            return math_helpers.call_text(e.fn, [self.expr(a) for a in e.args], double)
+        args = ", ".join(self.expr(a) for a in e.args)
         if e.fn == "tc_oob":
             return f"(({self.ctype(e.type)}){self.use('oob')}(tc_err, {args}))"
         if e.fn == "sigmoid":

@@ -88,6 +88,8 @@ class CPrinter(CFamilyPrinter):
     shared = ""
     helper = "static inline"
     float_suffix_fns = True
+    # glibc's libm (with _GNU_SOURCE); the rest of issue 14's builtins are helpers.
+    native_extra = frozenset("j0 j1 y0 y1 logb nextafter remainder".split())
 
     _index = 0  # > 0 while printing index arithmetic
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codegen import kernel as k
+from codegen import math_helpers
 from codegen.launch import LaunchLimits
 from codegen.printer import C_TYPES, CFamilyPrinter, uses_double
 from codegen.targets.base import Target
@@ -46,6 +47,8 @@ class OpenCLPrinter(CFamilyPrinter):
     restrict = "restrict"
     shared = "__local"
     helper = "static inline"
+    # OpenCL C's built-in math; the rest of issue 14's builtins are helpers.
+    native_extra = frozenset("cospi sinpi logb nextafter remainder".split())
 
     def hw_id(self, kind: str, axis: str) -> str:
         return f"((int){_HW[kind]}({_AXIS[axis]}))"
@@ -90,7 +93,9 @@ class OpenCLPrinter(CFamilyPrinter):
         return super().math_call(fn, args, double)
 
     def preamble(self) -> list[str]:
-        double = uses_double(self.k) or "erfinv" in self.used  # tc_erfinv computes in double
+        # tc_erfinv and the helpers of codegen.math_helpers compute in double.
+        double = uses_double(self.k) or any(
+            h == "erfinv" or h in math_helpers.TEXTS for h in self.used)
         return ["#pragma OPENCL EXTENSION cl_khr_fp64 : enable"] if double else []
 
 
