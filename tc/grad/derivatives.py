@@ -90,8 +90,37 @@ def _unary(fn: str, x: ir.Expr, y: ir.Expr, g: ir.Expr) -> ir.Expr | None:
         zero = _c(0, x)
         return b.select(b.cmp(">", x, zero), g,
                         b.select(b.cmp("<", x, zero), b.neg(g), b.const(0, g.type)))
-    if fn in ("floor", "ceil", "round", "trunc"):
+    if fn in ("floor", "ceil", "round", "trunc", "logb"):
         return None
+    return _unary_extra(fn, x, y, g)
+
+
+def _unary_extra(fn: str, x: ir.Expr, y: ir.Expr, g: ir.Expr) -> ir.Expr:
+    """The unary builtins of issue 14 (the rest of the original's)."""
+    if fn == "cospi":
+        return b.mul(g, b.mul(_c(-math.pi, x), b.call("sinpi", x)))
+    if fn == "sinpi":
+        return b.mul(g, b.mul(_c(math.pi, x), b.call("cospi", x)))
+    if fn == "cyl_bessel_i0":
+        return b.mul(g, b.call("cyl_bessel_i1", x))
+    if fn in ("j0", "y0"):
+        return b.neg(b.mul(g, b.call("j1" if fn == "j0" else "y1", x)))
+    if fn in ("cyl_bessel_i1", "j1", "y1"):
+        # I1' = I0 - I1/x, and J1', Y1' alike; I1 and J1 are x/2 + O(x^3) at 0, where
+        # the quotient is 0/0 and the derivative 1/2 (Y1 has a pole there).
+        order0 = {"cyl_bessel_i1": "cyl_bessel_i0", "j1": "j0", "y1": "y0"}[fn]
+        d = b.sub(b.call(order0, x), b.div(y, x))
+        if fn != "y1":
+            d = b.select(b.cmp("==", x, _c(0, x)), _c(0.5, x), d)
+        return b.mul(g, d)
+    if fn == "erfcx":  # d exp(x^2) erfc(x) = 2x erfcx(x) - 2/sqrt(pi)
+        return b.mul(g, b.sub(b.mul(_c(2, x), b.mul(x, y)), _c(2 / math.sqrt(math.pi), x)))
+    if fn == "normcdf":
+        density = b.call("exp", b.mul(_c(-0.5, x), b.mul(x, x)))
+        return b.mul(g, b.mul(_c(1 / math.sqrt(2 * math.pi), x), density))
+    if fn == "normcdfinv":
+        return b.mul(g, b.mul(_c(math.sqrt(2 * math.pi), x),
+                              b.call("exp", b.mul(_c(0.5, x), b.mul(y, y)))))
     raise NotDifferentiable(f"the builtin {fn}() has no derivative tc can express")
 
 
@@ -121,6 +150,15 @@ def _binary(fn: str, x: ir.Expr, z: ir.Expr, y: ir.Expr, g: ir.Expr
     if fn == "copysign":
         one = _c(1, x)
         return b.mul(g, b.mul(b.call("copysign", one, x), b.call("copysign", one, z))), None
+    if fn == "fdivide":
+        return b.div(g, z), b.neg(b.div(b.mul(g, x), b.mul(z, z)))
+    if fn == "remainder":  # x - n * z, n = (x - y) / z rounded (an integer, exactly)
+        return g, b.neg(b.mul(g, b.call("round", b.div(b.sub(x, y), z))))
+    if fn == "nextafter":  # x moved by one ulp: x's gradient, as floor's is 0
+        return g, None
+    if fn == "rhypot":  # d (x^2 + z^2)^-1/2 / dx = -x y^3
+        y3 = b.mul(y, b.mul(y, y))
+        return b.neg(b.mul(g, b.mul(x, y3))), b.neg(b.mul(g, b.mul(z, y3)))
     raise NotDifferentiable(f"the builtin {fn}() has no derivative tc can express")
 
 
@@ -178,6 +216,11 @@ def _local(e: ir.Expr, g: ir.Expr) -> list[tuple[ir.Expr, ir.Expr | None]]:
         if e.fn == "fma":
             x, z, w = e.args
             return [(x, b.mul(g, z)), (z, b.mul(g, x)), (w, g)]
+        if e.fn in ("norm3d", "norm4d"):  # as hypot: x / y for each component
+            return [(a, b.div(b.mul(g, a), e)) for a in e.args]
+        if e.fn in ("rnorm3d", "rnorm4d"):  # -x y^3 for each component
+            y3 = b.mul(e, b.mul(e, e))
+            return [(a, b.neg(b.mul(g, b.mul(a, y3)))) for a in e.args]
         dx, dz = _binary(e.fn, e.args[0], e.args[1], e, g)
         return [(e.args[0], dx), (e.args[1], dz)]
     if isinstance(e, ir.Let):
