@@ -19,7 +19,9 @@ interpreter's semantics (:mod:`tc.ir.interpret`), which is not always MLIR's:
   exporter cannot prove in bounds is clamped (:mod:`tc.mlir.export`).
 
 Builtins with no ``math`` op are expanded (``rsqrt``, ``sigmoid``, ``exp10``,
-``log10``, ``fdim``, ``hypot``, ...; :data:`EXPANDED`); those with no equivalent at
+``log10``, ``fdim``, ``hypot``, ...; :data:`EXPANDED`), and so are ``asinh``,
+``acosh`` and ``cbrt``, whose ``math`` ops IREE lowers wrongly for large or infinite
+arguments (``asinh(-inf)`` is NaN there); those with no equivalent at
 all (:data:`NOT_EXPORTABLE`: the gamma and Bessel functions, the inverse error
 functions, ``nextafter``, ...) raise a positioned :class:`TcExportError`.
 """
@@ -47,19 +49,19 @@ class TcExportError(TcError):
 #: Builtins that map to one ``math`` (or ``arith``) op of the same semantics.
 _DIRECT = {
     "exp": "math.exp", "exp2": "math.exp2", "expm1": "math.expm1", "log": "math.log",
-    "log2": "math.log2", "log1p": "math.log1p", "sqrt": "math.sqrt", "cbrt": "math.cbrt",
+    "log2": "math.log2", "log1p": "math.log1p", "sqrt": "math.sqrt",
     "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "asin": "math.asin",
     "acos": "math.acos", "atan": "math.atan", "sinh": "math.sinh", "cosh": "math.cosh",
-    "tanh": "math.tanh", "asinh": "math.asinh", "acosh": "math.acosh", "atanh": "math.atanh",
+    "tanh": "math.tanh", "atanh": "math.atanh",
     "erf": "math.erf", "erfc": "math.erfc", "fabs": "math.absf", "floor": "math.floor",
     "ceil": "math.ceil", "round": "math.round", "trunc": "math.trunc",
     "atan2": "math.atan2", "pow": "math.powf", "copysign": "math.copysign",
     "fmax": "arith.maxnumf", "fmin": "arith.minnumf", "fmod": "arith.remf", "fma": "math.fma",
 }
 #: Builtins written as several ops (see :meth:`Body._expand`).
-EXPANDED = ("exp10", "log10", "rsqrt", "rcbrt", "sigmoid", "fdim", "hypot", "rhypot",
-            "fdivide", "norm3d", "norm4d", "rnorm3d", "rnorm4d", "cospi", "sinpi", "normcdf",
-            "logb")
+EXPANDED = ("asinh", "acosh", "cbrt", "exp10", "log10", "rsqrt", "rcbrt", "sigmoid", "fdim",
+            "hypot", "rhypot", "fdivide", "norm3d", "norm4d", "rnorm3d", "rnorm4d", "cospi",
+            "sinpi", "normcdf", "logb")
 #: Builtins the export refuses (no MLIR op, no short exact expansion).
 NOT_EXPORTABLE = ("erfinv", "erfcinv", "lgamma", "tgamma", "cyl_bessel_i0", "cyl_bessel_i1",
                   "erfcx", "j0", "j1", "y0", "y1", "normcdfinv", "nextafter", "remainder")
@@ -299,6 +301,28 @@ class Body:
         def recip(p: str) -> str:
             return self.bin("arith.divf", one, p, t)
 
+        et = element_type(t)
+        if fn in ("asinh", "acosh"):  # math.asinh/acosh: overflow for large |x| in IREE
+            big = self.const(2.0 ** 28, t)
+            ax = self.op(f"math.absf {x} : {et}") if fn == "asinh" else x
+            far = self.bin("arith.addf", self._direct("log", [ax], t),
+                           self.const(math.log(2.0), t), t)
+            sq = mul(ax, ax)
+            if fn == "asinh":  # log1p(a + a^2 / (1 + sqrt(1 + a^2))), with x's sign
+                root = self._direct("sqrt", [self.bin("arith.addf", one, sq, t)], t)
+                near = self._direct("log1p", [self.bin(
+                    "arith.addf", ax, self.bin("arith.divf", sq, self.bin(
+                        "arith.addf", one, root, t), t), t)], t)
+            else:  # log(x + sqrt(x^2 - 1)); NaN below 1
+                near = self._direct("log", [self.bin("arith.addf", x, self._direct(
+                    "sqrt", [self.bin("arith.subf", sq, one, t)], t), t)], t)
+            r = self.select(self.cmp("ogt", ax, big, t), far, near, t)
+            if fn == "asinh":
+                return self._direct("copysign", [r, x], t)
+            return self.select(self.cmp("olt", x, one, t), self.const(math.nan, t), r, t)
+        if fn == "cbrt":  # math.cbrt gives NaN for infinities in IREE
+            inf = self.cmp("oeq", self.op(f"math.absf {x} : {et}"), self.const(math.inf, t), t)
+            return self.select(inf, x, self.op(f"math.cbrt {x} : {et}"), t)
         if fn == "exp10":
             return self._direct("pow", [self.const(10.0, t), x], t)
         if fn == "log10":  # log2(x) * log10(2): math.log10 has no CPU lowering in IREE
@@ -306,7 +330,7 @@ class Body:
         if fn == "rsqrt":
             return recip(self._direct("sqrt", [x], t))
         if fn == "rcbrt":
-            return recip(self._direct("cbrt", [x], t))
+            return recip(self._expand("cbrt", [x], t))
         if fn == "sigmoid":
             neg = self.op(f"arith.negf {x} : {element_type(t)}")
             return recip(self.bin("arith.addf", one, self._direct("exp", [neg], t), t))

@@ -255,10 +255,19 @@ class _Stage:
         self.ex = ex
         self.st = st
         self.decl = ex.fn.tensor(st.tensor)
-        self.dims = [d.name for d in st.domain]
+        # Reduction indices the right-hand side never mentions repeat one term: they are
+        # folded into a count (IREE's CPU code sums such a loop-invariant body once).
+        used = {e.name for e in ir.walk(st.rhs) if isinstance(e, ir.Var) and e.kind == "index"}
+        unused = [d for d in st.reduction_dims if d.name not in used]
+        if unused and st.op == "*" and ex.dynamic and not self.decl.dtype.is_bool:
+            unused = []  # a dynamic power needs math.ipowi/fpowi, which IREE cannot lower
+        domain = [d for d in st.domain if d not in unused]
+        self.repeat = [d.hi - d.lo for d in unused] or None
+        self.dims = [d.name for d in domain]
         self.pos = {n: k for k, n in enumerate(self.dims)}
-        self.los = [d.lo for d in st.domain]
-        self.exts = [d.hi - d.lo for d in st.domain]
+        self.los = [d.lo for d in domain]
+        self.exts = [d.hi - d.lo for d in domain]
+        self.all_exts = [d.hi - d.lo for d in st.domain]
         self.operands: dict[tuple, _Operand] = {}
         self.body: Body | None = None
         self._vars: dict[str, str] = {}
@@ -285,7 +294,7 @@ class _Stage:
                 part = ex.fill(identity, tuple(sizes), t.dtype, part, t.name)
                 ex.current[t.name] = ex.insert_slice(part, whole, t.shape, offsets, sizes,
                                                      t.dtype, t.name)
-        if not ex.dynamic and any(ex.static(e) <= 0 for e in self.exts[nl:]):
+        if not ex.dynamic and any(ex.static(e) <= 0 for e in self.all_exts[nl:]):
             return  # an empty reduction leaves the identity (or the old value)
         self._collect(st.rhs, {})  # the reads through indexing maps, before the target
         if covers and st.op is None:
@@ -308,6 +317,8 @@ class _Stage:
         nl, nd = len(st.lhs), len(self.dims)
         body = self.body = Body(ex.fresh, self._read, self._var, self.fail)
         value = body.expr(st.rhs, {}, {})
+        if self.repeat is not None:
+            value = self._repeated(value)
         out_arg = ex.fresh("out")
         if st.op is not None:
             value = body.bin(_combine_op(st.op, t.dtype), out_arg, value, t.dtype)
@@ -336,6 +347,49 @@ class _Stage:
         lines += ["  " + line for line in body.lines]
         lines.append(f"}} -> {out_type}")
         return ex.op("\n".join(lines), t.name)
+
+    def _count(self) -> tuple[int | None, str]:
+        """The number of repeated terms: its value when static, and an ``index`` value."""
+        ex = self.ex
+        assert self.repeat is not None
+        values = [ex.static(e) for e in self.repeat]
+        if all(v is not None for v in values):
+            n = 1
+            for v in values:
+                n *= v
+            return n, ex.index(Sym.of(n))
+        name = ex.index(self.repeat[0])
+        for e in self.repeat[1:]:
+            name = ex.op(f"arith.muli {name}, {ex.index(e)} : index", "count")
+        return None, name
+
+    def _repeated(self, v: str) -> str:
+        """The reduction of ``v`` over the repeated identical terms (:meth:`_count`)."""
+        body, st, t = self.body, self.st, self.decl.dtype
+        assert body is not None
+        op = st.op
+        n, count = self._count()
+        if t.is_bool or op in ("min", "max"):
+            r = v  # idempotent
+        elif op == "+":
+            c = body.cast(body.op(f"arith.index_cast {count} : index to i64"),
+                          ScalarType.INT64, t)
+            r = body.bin("arith.mulf" if t.is_float else "arith.muli", v, c, t)
+        else:  # a power by squaring (a static count: see __init__)
+            assert n is not None
+            mul = "arith.mulf" if t.is_float else "arith.muli"
+            r, base, k = None, v, n
+            while k:
+                if k & 1:
+                    r = base if r is None else body.bin(mul, r, base, t)
+                k >>= 1
+                if k:
+                    base = body.bin(mul, base, base, t)
+            r = r if r is not None else body.const(ir.identity(op, t), t)
+        if n is None:  # no term at all when the count is 0
+            zero = body.op(f"arith.cmpi eq, {count}, {body.index_const(0)} : index")
+            r = body.select(zero, body.const(ir.identity(op, t), t), r, t)
+        return r
 
     # -- reads ----------------------------------------------------------------------------
     def _collect(self, e: ir.Expr, lets: dict[str, ir.Expr]) -> None:
