@@ -157,6 +157,9 @@ def test_a_registered_operator_starts_from_zeros() -> None:
     # a statement over a literal empty range after a full one
     ("def f(float(N) A) -> (C) {\n  C(i) = A(i) + 1.0\n  C(i) = A(i + 10) * 0.0 "
      "where i in 8:4\n}", lambda a: a + 1),
+    # an empty first statement does not fix the sizes: the next one does
+    ("def f(float(N) A) -> (C) {\n  C(i) = A(i) * 5.0 where i in 3:3\n  C(i) = A(i) + 1.0\n}",
+     lambda a: a + 1),
     # every statement of a result empty: allocated, zeros
     ("def f(float(N) A) -> (C) { C(i) = A(i) where i in 3:3 }", lambda a: torch.zeros(3)),
     # an empty reduction range with '!': the identity

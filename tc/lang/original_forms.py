@@ -11,7 +11,9 @@
   sizes). The statement does nothing, as in the original: it writes no element (a
   ``!`` reduction whose reduction range alone is empty still sets its left-hand side
   to the identity, as the same statement does when sizes make that range empty at
-  call time). A written tensor whose extent would be negative gets extent 0.
+  call time). Its sizes are not compared with the other statements' (when it writes
+  a tensor first, the next statement that is not empty gives them), and a written
+  tensor whose extent would be negative gets extent 0.
 
 Ranges that are empty only for some sizes are not warned about: at call time they
 also do nothing (:func:`tc.arguments.check_ranges`).

@@ -54,6 +54,7 @@ class _Tensor:
     span: Span
     typed: bool = False
     written_at: Span | None = None
+    shaped_by_empty: bool = False  # only empty statements wrote it: a later one reshapes
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ class _DefChecker:
                                                for c in compared)
                 accesses.append(Access(use.read, i, sub, shape[i], no, weak))
         constraints = [Constraint(a.subscript, a.extent, a.weak) for a in accesses]
-        if target is not None and target.shape is not None:
+        if target is not None and target.shape is not None and not target.shaped_by_empty:
             constraints += [
                 Constraint(ir.Var(n, "index", type=INDEX_TYPE), ext)
                 for n, ext in zip(lhs_names, target.shape, strict=True)
@@ -330,8 +331,8 @@ class _DefChecker:
             self.temp_order.append(name)
         if target.dtype is None:
             target.dtype = rhs.type
-        if target.shape is None:
-            target.shape = extents
+        if target.shape is None or (target.shaped_by_empty and not empty):
+            target.shape, target.shaped_by_empty = extents, bool(empty)
         elif target.shape != extents and not empty:  # an empty statement writes nothing
             where = ("its declaration" if target.written_at is None else
                      f"the statement at line {target.written_at.line}")
