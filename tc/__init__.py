@@ -32,6 +32,7 @@ from tc.errors import (
     TcTypeError,
     TcWarning,
 )
+from tc.mlir import TcExportError, to_mlir
 from tc.options import MappingOptions
 from tc.torch_ops import register_op
 
@@ -57,6 +58,7 @@ __all__ = [
     "TcArgumentTypeError",
     "TcBackendError",
     "TcError",
+    "TcExportError",
     "TcFunction",
     "TcGradientError",
     "TcInternalError",
@@ -76,4 +78,5 @@ __all__ = [
     "make_load_from_cache_options_factory",
     "make_naive_options_factory",
     "register_op",
+    "to_mlir",
 ]

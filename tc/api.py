@@ -358,12 +358,15 @@ class TC:
 
 def define(lang: str, options_factory: OptionsFactory | None = None, *,
            backend: str | None = None,
-           cache: bool | str | os.PathLike | CompilationCache | None = None) -> TC:
+           cache: bool | str | os.PathLike | CompilationCache | None = None,
+           target: str | None = None) -> TC:
     """Parse and check every definition of ``lang``; an invalid text raises here.
 
     ``backend`` is ``"reference"`` (the numpy interpreter), ``"cpu"`` (C + OpenMP
     kernels built by the system C compiler), ``"opencl"`` (the GPU kernels on PoCL's
-    CPU device: the GPU-faithful check), ``"cuda"`` (kernels on a CUDA GPU), or None:
+    CPU device: the GPU-faithful check), ``"cuda"`` (kernels on a CUDA GPU), ``"iree"``
+    (exported to MLIR and run by IREE for the IREE HAL ``target``, default ``llvm-cpu``:
+    docs/mlir.md), or None:
     CUDA tensors go to ``"cuda"``, CPU tensors to ``"cpu"`` (``"opencl"`` where no C
     compiler exists). ``options_factory(lang, entry_point, *inputs)`` supplies the
     mapping options of compiled back ends; without one, a cheap per-target default
@@ -386,9 +389,10 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
 
         store = (cache if isinstance(cache, CompilationCache)
                  else CompilationCache(None if cache is True else cache))
-        unit = TC(lang, options_factory, get_backend(backend), store, store=True)
+        unit = TC(lang, options_factory, get_backend(backend, target=target), store,
+                  store=True)
     else:
-        unit = TC(lang, options_factory, get_backend(backend),
+        unit = TC(lang, options_factory, get_backend(backend, target=target),
                   getattr(options_factory, "cache", None))
     # Emitted here, not by the front end: the texts tc derives and re-checks itself
     # (backwards, cache look-ups) must not repeat them.

@@ -33,7 +33,7 @@ def backend_names() -> tuple[str, ...]:
     """``reference`` and the registered targets."""
     from codegen.targets import target_names
 
-    return ("reference", *target_names())
+    return ("reference", *target_names(), "iree")
 
 OptionsFor = Callable[[ir.Function, BoundCall], MappingOptions]
 
@@ -239,15 +239,28 @@ def attach_cache(backend: Backend, cache, canonicals: dict[ir.Function, str], *,
     ``cache`` for the functions of ``canonicals`` (function -> canonical text), and with
     ``store`` write the kernels it compiles for them to the cache."""
     for b in getattr(backend, "_by_name", {}).values() or [backend]:
-        if isinstance(b, CompiledBackend):
+        if hasattr(b, "attach_cache"):  # the IREE back end: tc.mlir.backend
+            b.attach_cache(cache, canonicals, store)
+        elif isinstance(b, CompiledBackend):
             b.cache = cache
             b.canonicals.update(canonicals)
             if store:
                 b.store.update(canonicals)
 
 
-def get_backend(name: str | None, arch: str | None = None) -> Backend:
-    """The back end called ``name`` (None: by the device of each call's tensors)."""
+def get_backend(name: str | None, arch: str | None = None, *,
+                target: str | None = None) -> Backend:
+    """The back end called ``name`` (None: by the device of each call's tensors).
+
+    ``"iree"`` exports to MLIR and runs with IREE (:mod:`tc.mlir.backend`) for the HAL
+    ``target`` (default ``llvm-cpu``; ``"iree:TARGET"`` says the same)."""
+    if isinstance(name, str) and (name == "iree" or name.startswith("iree:")):
+        from tc.mlir.backend import IreeBackend
+
+        return IreeBackend(target or name.partition(":")[2] or None)
+    if target is not None:
+        raise TcBackendError(f"target= names an IREE HAL target: it is for backend='iree', "
+                             f"not {name!r}")
     if name is None:
         return AutoBackend()
     if name == "reference":

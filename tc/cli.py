@@ -1,4 +1,4 @@
-"""The command line: ``python -m tc check|explain|grad|cache|tune ...``."""
+"""The command line: ``python -m tc check|explain|export|grad|cache|tune ...``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from tc.options import MappingOptions
 if TYPE_CHECKING:
     from codegen.compiler import CompiledKernel
 
-#: The front end's stages, before any compiling.
-FRONT_STAGES = ("ast", "ir")
+#: The front end's stages, before any compiling (``mlir``: the export, tc.mlir).
+FRONT_STAGES = ("ast", "ir", "mlir")
 #: Stage names kept from before the source stages were named after their targets:
 #: ``c`` prints the ``cpu`` target's source.
 _ALIASES = {"c": "cpu"}
@@ -122,8 +122,42 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(tree_text(checked.definition(entry)))
     elif args.stage == "ir":
         print(function_str(fn, sizes))
+    elif args.stage == "mlir":
+        print(_export(fn, sizes, "--stage mlir"), end="")
     else:
         print(_compiled_stage(fn, sizes, args))
+    return 0
+
+
+def _export(fn, sizes: dict[str, int], what: str, dynamic: bool = False) -> str:
+    """The MLIR export of ``fn`` for concrete ``sizes`` (every size given)."""
+    from tc.mlir.export import export_function
+
+    missing = [n for n in fn.size_names if n not in sizes]
+    if missing:
+        raise TcError(f"{what} needs every size (the export checks its reads at them): "
+                      f"give them with --sizes (missing: {', '.join(missing)})")
+    check_ranges(fn, sizes)
+    return export_function(fn, sizes, dynamic)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a definition as MLIR (linalg on tensors): tc.to_mlir on the command line."""
+    checked = check_text(_read(args.file))
+    entry = _entry(checked, args.entry)
+    fn = checked.functions[entry]
+    sizes = parse_sizes(args.sizes)
+    unknown = set(sizes) - set(fn.size_names)
+    if unknown:
+        raise TcError(f"--sizes: {', '.join(sorted(unknown))} "
+                      f"{'is not a size' if len(unknown) == 1 else 'are not sizes'} of "
+                      f"{entry} (its sizes: {', '.join(fn.size_names) or 'none'})")
+    text = _export(fn, sizes, "export", args.dynamic)
+    if args.output in (None, "-"):
+        print(text, end="")
+    else:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
     return 0
 
 
@@ -241,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "GPU blocks and threads; cpu: parallel and vector loops); a target's "
                         "source stage implies it")
     e.set_defaults(func=cmd_explain)
+    x = sub.add_parser("export", help="write a definition as MLIR (func, linalg.generic on "
+                       "tensors, arith, math), as tc.to_mlir")
+    x.add_argument("file", metavar="FILE")
+    x.add_argument("--entry", help="the definition (needed when the file has several)")
+    x.add_argument("--sizes", help="every size, e.g. M=64,N=32 (the shapes of the export)")
+    x.add_argument("--dynamic", action="store_true",
+                   help="dynamic (?) dimensions for the size symbols: one function for "
+                        "every size (--sizes are still checked)")
+    x.add_argument("-o", "--output", metavar="OUT", help="the output file (default stdout)")
+    x.set_defaults(func=cmd_export)
     g = sub.add_parser("grad", help="print the automatically derived backward definition")
     g.add_argument("file", metavar="FILE")
     g.add_argument("--entry", help="the definition (needed when the file has several)")

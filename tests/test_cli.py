@@ -122,7 +122,8 @@ def test_explain_cuda_prints_resources_and_launch(files, capsys) -> None:
 # Per stage, a text its output must hold for the matmul below (``None``: only that it
 # prints more than the host program); a stage added without an entry fails here.
 _MARKERS = {
-    "ast": "Ident 'matmul'", "ir": "float32(8, 5) A", "scop": "S0_init", "dependences": "flow",
+    "ast": "Ident 'matmul'", "ir": "float32(8, 5) A", "mlir": "linalg.generic",
+    "scop": "S0_init", "dependences": "flow",
     "schedule": "domain:", "map": "# isl AST:", "lower": "kernel tc_matmul_0(",
     "private": "kernel tc_matmul_0(", "barriers": "kernel tc_matmul_0(",
     "kernel": "kernel tc_matmul_0(", "cpu": "void tc_matmul_0(", "c": "void tc_matmul_0(",
@@ -173,3 +174,30 @@ def test_explain_schedule_and_map_are_separate(files, capsys) -> None:
     mapped = capsys.readouterr().out
     assert "mark:" not in schedule  # the mapping's kernel and thread marks come with map
     assert mapped.startswith("# mapped for the opencl target:") and 'mark: "kernel' in mapped
+
+
+def test_export_writes_mlir(files, tmp_path, capsys) -> None:
+    out = tmp_path / "matmul.mlir"
+    assert main(["export", str(files[0]), "--entry", "matmul", "--sizes", "M=3,K=5,N=7",
+                 "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "func.func @matmul(%A: tensor<3x5xf32>, %B: tensor<5x7xf32>)" in text
+    assert 'iterator_types = ["parallel", "parallel", "reduction"]' in text
+    assert main(["export", str(files[0]), "--entry", "scale", "--sizes", "N=4",
+                 "--dynamic"]) == 0
+    assert "%X: tensor<?xf32>, %s: tensor<f32>" in capsys.readouterr().out
+
+
+def test_export_and_explain_mlir_errors(files, tmp_path, capsys) -> None:
+    assert main(["export", str(files[0]), "--entry", "matmul", "--sizes", "M=3"]) == 1
+    assert "missing: K, N" in capsys.readouterr().err
+    assert main(["explain", str(files[0]), "--entry", "matmul", "--stage", "mlir"]) == 1
+    assert "--sizes" in capsys.readouterr().err
+    bad = tmp_path / "bad.tc"
+    bad.write_text("def f(float(N) X) -> (Y) {\n    Y(i) = tgamma(X(i))\n}\n")
+    assert main(["export", str(bad), "--sizes", "N=3"]) == 1
+    err = capsys.readouterr().err
+    assert "tgamma" in err and "line 2, column 12" in err and "^" in err
+    assert main(["explain", str(files[0]), "--entry", "matmul", "--sizes", "M=3,K=5,N=7",
+                 "--stage", "mlir"]) == 0
+    assert "func.func @matmul" in capsys.readouterr().out
