@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pop-size", type=int, help="tuner population (10; quick 4)")
     p.add_argument("--no-tune", action="store_true", help="skip the tuned column")
     p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--no-iree", action="store_true",
+                   help="skip the iree column (the definition run by IREE: docs/mlir.md)")
     p.add_argument("--no-cache-latency", action="store_true",
                    help="skip the fresh-process cache latency")
     p.add_argument("--no-roofline", action="store_true",
@@ -68,7 +70,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     pop_size=pick(args.pop_size, 10, 4), tune=not args.no_tune,
                     torch_compile=not args.no_torch_compile,
                     cache_latency=not args.no_cache_latency, cache_file=args.cache_file,
-                    torch_threads=args.threads, roofline=not args.no_roofline)
+                    torch_threads=args.threads, roofline=not args.no_roofline,
+                    iree=not args.no_iree)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -292,6 +292,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     lines += table
     if notes:
         lines += ["", "Notes:", "", *notes]
+    from benchmarks import iree_column
+
+    lines += iree_column.report_lines(rows)
     roof = _roofline_table(rows)
     if roof:
         lines += ["", "## Against the roofline bound", "",

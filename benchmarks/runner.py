@@ -2,7 +2,7 @@
 
     python -m benchmarks [--quick] [--kernels tmm,softmax] [--backends cpu,opencl]
         [--runs N] [--warmup N] [--generations G] [--pop-size P] [--no-tune]
-        [--no-torch-compile] [--no-cache-latency] [--no-roofline] [--threads N]
+        [--no-torch-compile] [--no-iree] [--no-cache-latency] [--no-roofline] [--threads N]
         [--out DIR] [--name NAME]
 
 For each kernel of ``tc.catalogue`` (its first test size with ``--quick``, its first
@@ -18,7 +18,9 @@ row of five cells on the same tensors:
 * ``naive``: ``tc.compile`` with ``MappingOptions("naive")``;
 * ``default``: ``tc.compile`` with the options of :func:`tc.defaults.default_options`,
   the heuristic used when no options factory is given (:mod:`benchmarks.defaults`);
-* ``tuned``: the options of ``tc.autotune`` (skipped, with a note, without it).
+* ``tuned``: the options of ``tc.autotune`` (skipped, with a note, without it);
+* ``iree`` (beside them, on CPU rows): the definition exported to MLIR and run by IREE
+  (:mod:`benchmarks.iree_column`; skipped without IREE or with ``--no-iree``).
 
 Every cell is checked before it is timed (:func:`checker`) against the float64 truth,
 the reference run on the inputs widened to float64: right within the kernel's
@@ -59,7 +61,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks import cache_latency, defaults, gpu_timing, overhead, roofline
+from benchmarks import cache_latency, defaults, gpu_timing, iree_column, overhead, roofline
 from benchmarks.roofline import Peaks, Roofline
 from codegen.targets import TARGETS
 from tc import catalogue
@@ -82,11 +84,12 @@ BOUND_RATIOS = (("naive", "bound"), ("default", "bound"), ("tuned", "bound"),
 TUNING_RATIO = ("naive", "tuned")
 #: The default options against tuned (goal: within 2x) and naive (goal: never slower).
 DEFAULT_RATIOS = (("default", "tuned"), ("default", "naive"))
-ALL_RATIOS = (*RATIOS, TUNING_RATIO, *DEFAULT_RATIOS, *BOUND_RATIOS)
+ALL_RATIOS = (*RATIOS, TUNING_RATIO, *DEFAULT_RATIOS, *BOUND_RATIOS,
+              *iree_column.IREE_RATIOS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA_VERSION = 4  # 2: the roofline (machine peaks, per-row work and bound);
+SCHEMA_VERSION = 5  # 2: the roofline (machine peaks, per-row work and bound);
 #                      3: each cell's accuracy against the float64 truth, row notes;
-#                      4: the "default" cell (tc.defaults)
+#                      4: the "default" cell (tc.defaults); 5: the "iree" cell
 #: The note of a row whose torch reference returns a view of (or aliases) an input.
 ALIAS_NOTE = ("the torch reference returns a view of its input (output {outputs}), so it "
               "copies nothing: eager and torch.compile are timed with .clone() (.contiguous() "
@@ -115,6 +118,7 @@ class Settings:
     cache_file: str | None = None
     torch_threads: int | None = None  # torch.set_num_threads for the run (None: as is)
     roofline: bool = True  # probe the machine's peaks and report each row's bound
+    iree: bool = True  # the "iree" cell (benchmarks.iree_column), where IREE is installed
 
 
 #: The dtypes whose inputs the float64 truth widens (integer inputs stay as they are).
@@ -558,6 +562,7 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
             cell.note, row_note and cell.status == "ok" and "timed with the copy"))))
     else:
         cells["compile"] = Cell("skipped", note="--no-torch-compile")
+    cells["iree"] = iree_column.cell(kernel, inputs, expected, check, device, s)
 
     def tc_call(options: Any) -> Callable[[], Callable[[], Outputs]]:
         def make() -> Callable[[], Outputs]:
@@ -595,8 +600,8 @@ def bench_kernel(kernel: catalogue.Kernel, sizes: Mapping[str, int], backend: st
             tuned_note = f"tuned in {tuning.seconds:.1f} s"
             cells["tuned"] = replace(cell, note=f"{cell.note}; {tuned_note}" if cell.note
                                      else tuned_note)
-    return Row(kernel.name, sizes, backend, {c: cells[c] for c in COLUMNS}, tuning,
-               note=row_note)
+    return Row(kernel.name, sizes, backend, {c: cells[c] for c in (*COLUMNS, "iree")},
+               tuning, note=row_note)
 
 
 # -- the run ---------------------------------------------------------------------------------

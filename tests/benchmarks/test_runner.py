@@ -24,7 +24,8 @@ from tc import catalogue
 from tc.errors import TcBackendError
 from tc.options import MappingOptions
 
-FAST = Settings(runs=2, warmup=0, torch_compile=False, tune=False, cache_latency=False)
+FAST = Settings(runs=2, warmup=0, torch_compile=False, tune=False, cache_latency=False,
+                iree=False)
 
 
 def test_quick_run_writes_markdown_json_and_chart(tmp_path) -> None:
