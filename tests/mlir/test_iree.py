@@ -130,7 +130,7 @@ def test_front_end_program_on_iree_equals_the_interpreter(text: str, name: str) 
 
 # -- a seeded sample of the differential generator ---------------------------------------
 
-FUZZ_EXAMPLES = 30
+FUZZ_EXAMPLES = 24
 
 
 def test_generated_programs_on_iree_equal_the_interpreter() -> None:
