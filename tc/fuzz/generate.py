@@ -52,11 +52,14 @@ INPUT_TYPES = (*VALUE_TYPES, "bool")
 #: Builtins continuous on their domain: any float argument.
 SMOOTH_1 = ("exp exp2 expm1 log log2 log10 log1p sqrt rsqrt cbrt rcbrt sin cos tan atan sinh "
             "cosh tanh asinh erf erfc sigmoid fabs asin acos atanh acosh erfinv lgamma "
-            "tgamma exp10 erfcinv").split()
-SMOOTH_2 = ("fmax", "fmin", "fdim", "hypot")
+            "tgamma exp10 erfcinv cospi sinpi cyl_bessel_i0 cyl_bessel_i1 erfcx j0 j1 y0 y1 "
+            "normcdf normcdfinv").split()
+SMOOTH_2 = ("fmax", "fmin", "fdim", "hypot", "fdivide", "rhypot")
+#: Smooth builtins of 3 and 4 arguments.
+SMOOTH_N = {"norm3d": 3, "rnorm3d": 3, "norm4d": 4, "rnorm4d": 4}
 #: Builtins with jumps: exact arguments only.
-JUMPY_1 = ("floor", "ceil", "round", "trunc")
-JUMPY_2 = ("fmod", "atan2", "pow", "copysign")
+JUMPY_1 = ("floor", "ceil", "round", "trunc", "logb")
+JUMPY_2 = ("fmod", "atan2", "pow", "copysign", "remainder", "nextafter")
 REDUCTIONS = ("+", "*", "min", "max")
 LHS_VARS = ("i", "j", "k", "l")
 RED_VARS = ("r", "q")
@@ -301,6 +304,9 @@ class _Gen:
                 return f"{self.pick(JUMPY_1)}({self.exact('f')})"
             return f"{self.pick(JUMPY_2)}({self.exact('f')}, {self.exact('f')})"
         if self.chance(2):
+            if self.chance(3):
+                fn = self.pick(sorted(SMOOTH_N))
+                return f"{fn}({', '.join(sub() for _ in range(SMOOTH_N[fn]))})"
             return f"fma({sub()}, {sub()}, {sub()})"
         return f"{self.pick(FLOAT_TYPES)}({sub()})"
 
@@ -398,8 +404,9 @@ class _Gen:
         self.domains.append(list(self.vars.values()))
         for k in range(self.draw(st.integers(0, 2)) if self.chance(3) else 0):
             lk = self.pick("fi")
-            clauses.append(f"y{k} = {self.expr(lk, 1)}")
-            self.lets[lk].append(f"y{k}")
+            # "w": y0 and y1 are builtins (Bessel functions)
+            clauses.append(f"w{k} = {self.expr(lk, 1)}")
+            self.lets[lk].append(f"w{k}")
         rhs = self.expr(kind)
         for term in extra:
             rhs = f"{term} {self.pick('+-*' if kind == 'i' else '+-*/')} {rhs}"
