@@ -422,6 +422,11 @@ class _Stage:
                 return None  # IREE's tiling mishandles maps such as -d0 + 2 (conv2d_dx)
             const = aff.rest + sum((self.los[k] * c for k, c in enumerate(coeffs) if c),
                                    Sym.of(0))
+            # A loop of one iteration is a constant (its start, in ``const``): IREE folds
+            # such loops away, and d0 * 2 + d2 with d0 gone would become a plain d2
+            # spanning more than its loop (found by the differential sample).
+            coeffs = tuple(0 if ex.static(self.exts[k]) == 1 else c
+                           for k, c in enumerate(coeffs))
             forms.append((coeffs, const))
         key = (e.tensor, tuple((c, str(k)) for c, k in forms))
         if key in self.operands:

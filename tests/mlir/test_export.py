@@ -197,3 +197,11 @@ def test_empty_ranges_export_without_generic() -> None:
 
     text = export_function(fn, {"M": 3, "K": 0, "N": 2})
     assert "linalg.generic" not in text and "linalg.fill" in text
+
+
+def test_loops_of_one_iteration_are_constants_in_the_maps() -> None:
+    text = tc.to_mlir("def f(int32(3, M) B) -> (T) { T(i, j) min=! B(0, 2 * i + c) "
+                      "where c in 0:2, i in 0:1, j in 0:M }", "f", ((3, 3), "int32"))
+    (g,) = _generics(text)
+    assert "affine_map<(d0, d1, d2) -> (0, d2)>" in g and "d0 * 2" not in g
+    assert re.search(r"tensor.extract_slice %B\[0, 0\]\[3, 2\]\[1, 1\]", text)
