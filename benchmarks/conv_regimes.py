@@ -13,7 +13,9 @@ Three ways, on the same tensors in one process:
   with tuned options: :func:`tc.autotune` with a small budget (``--generations`` x
   ``--pop-size``, seeded with the default options of :mod:`tc.defaults`, so that the
   tuned kernel is never slower than the default one as the tuner measured them), once
-  per layer and kernel size. ``--no-tune`` times the default options instead.
+  per layer and kernel size, then raced (3 calls each) against the default options
+  and the options picked at the previous kernel size: a tuning of a few candidates is
+  a lottery. ``--no-tune`` times the default options instead.
 * ``fft + tc``: the fbfft recipe. ``torch.fft.rfft2`` of the images and of the weights
   zero-padded to the image size (a circular correlation of size ``H x W`` is exact on
   the ``(H - K + 1) x (W - K + 1)`` outputs a valid correlation keeps), the
@@ -108,6 +110,7 @@ class Point:
     max_error: dict[str, float] = field(default_factory=dict)
     tuning_s: float = 0.0
     options: dict[str, str] = field(default_factory=dict)
+    direct_candidates: dict[str, float] = field(default_factory=dict)
 
     @property
     def gflops(self) -> float:
@@ -148,6 +151,29 @@ def _fixed(options: tc.MappingOptions) -> Callable:
     return lambda *_: options
 
 
+def pick_direct(candidates: Sequence[tc.MappingOptions], I: torch.Tensor, Wt: torch.Tensor,
+                calls: int = 3) -> tuple[tc.MappingOptions, Callable, dict[str, float]]:
+    """The fastest of ``candidates`` for the direct convolution (median of ``calls``
+    calls after a compiling one), its entry point, and every candidate's median (ms).
+    A tuning of a few candidates is a lottery between kernel sizes; racing its pick
+    against the default options and the previous size's pick keeps one bad draw from
+    deciding a point."""
+    seen: dict[object, tuple[tc.MappingOptions, Callable, float]] = {}
+    for opts in candidates:
+        if opts.key() in seen:
+            continue
+        fn = tc.define(catalogue.CONV2D, _fixed(opts), backend="cpu").conv2d
+        fn(I, Wt)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            fn(I, Wt)
+            times.append((time.perf_counter() - t0) * 1e3)
+        seen[opts.key()] = (opts, fn, statistics.median(times))
+    best = min(seen.values(), key=lambda x: x[2])
+    return best[0], best[1], {repr(o): t for o, _, t in seen.values()}
+
+
 def _check(outs: dict[str, torch.Tensor], reduction: int) -> dict[str, float]:
     """Every pair of outputs agrees (float32 sums of ``reduction`` terms); returns each
     output's largest difference from torch's."""
@@ -181,9 +207,11 @@ def interleaved(fns: dict[str, Callable[[], object]], warmup: int, runs: int,
 
 
 def measure(layer: str, sizes: dict[str, int], k: int, args: argparse.Namespace,
-            mac_cache: dict[str, tuple[tc.MappingOptions, float, Callable]]) -> Point:
+            mac_cache: dict[str, tuple[tc.MappingOptions, float, Callable]],
+            previous: dict[str, tc.MappingOptions]) -> Point:
     """Check and time the three variants on one layer at kernel size ``k``
-    (``mac_cache``: the MAC's options per layer, filled on first use)."""
+    (``mac_cache``: the MAC's options per layer, filled on first use; ``previous``:
+    the direct kernel's options picked at the layer's previous kernel size)."""
     g = torch.Generator().manual_seed(k)
     I = torch.randn(sizes["N"], sizes["C"], sizes["H"], sizes["H"], generator=g)
     Wt = torch.randn(sizes["F"], sizes["C"], k, k, generator=g) / k
@@ -201,8 +229,14 @@ def measure(layer: str, sizes: dict[str, int], k: int, args: argparse.Namespace,
     mac_opts, t_mac, mac = mac_cache[layer]
     t_mac = t_mac if k == min(args.ks) else 0.0
     point.tuning_s = t_conv + t_mac
+    candidates = [conv_opts]
+    if args.tune:
+        candidates.append(default_options_for(catalogue.CONV2D, "conv2d", (I, Wt), "cpu")[0])
+        if layer in previous:
+            candidates.append(previous[layer])
+    conv_opts, direct, point.direct_candidates = pick_direct(candidates, I, Wt)
+    previous[layer] = conv_opts
     point.options = {"conv2d": repr(conv_opts), "cmac": repr(mac_opts)}
-    direct = tc.define(catalogue.CONV2D, _fixed(conv_opts), backend="cpu").conv2d
     fns = {"tc direct": lambda: direct(I, Wt), "fft + tc": lambda: fft_conv(mac, I, Wt),
            "torch": lambda: F.conv2d(I, Wt)}
     outs = {name: fn() for name, fn in fns.items()}  # also compiles: not timed
@@ -334,13 +368,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ks = tuple(int(x) for x in args.kernel_sizes.split(",") if x) or KERNEL_SIZES
     load_before = os.getloadavg()
     mac_cache: dict[str, tuple[tc.MappingOptions, float, Callable]] = {}
+    previous: dict[str, tc.MappingOptions] = {}
     args.ks = ks
-    points = [measure(name, sizes, k, args, mac_cache) for name, sizes in layers.items() for k in ks
-              if k <= sizes["H"]]
+    points = [measure(name, sizes, k, args, mac_cache, previous)
+              for name, sizes in layers.items() for k in ks if k <= sizes["H"]]
     crossovers = {layer: crossover(pts) for layer, pts in _layers(points).items()}
     options = (f"tc tuned with {args.generations} generations x {args.pop_size} "
-               "candidates seeded with the default options (direct: per layer and K; "
-               "MAC: per layer); the tuning time of each point is in the JSON"
+               "candidates seeded with the default options (direct: per layer and K, then "
+               "the fastest of the tuned, the default and the previous K's options by a "
+               "3-call race; MAC: per layer); tuning times and race times in the JSON"
                if args.tune else "tc default options (no tuning)")
     meta = {"machine": machine(load_before, os.getloadavg()), "options": options,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),

@@ -12,12 +12,12 @@ target is the uniform distribution over the bag::
   log-probabilities (N x V) are kept for the backward, which builds the gradient of
   the gather (N x V) and then of ``log_softmax`` (N x V).
 * ``tc derived``: the definition ``bag_xent`` of :data:`BAG_XENT` (row max, sum of
-  exponentials, the gathered logits: nothing of size N x V but its input) with the
+  exponentials, sum of the gathered logits: nothing of size N x V but its input) with the
   backward tc derives from it, which writes the gradient (N x V) and temporaries of
   size N only.
 * ``tc hand``: the same forward with the hand-written ``bag_xent_backward`` through
-  :func:`tc.make_autograd`: the row max and sum again, the bag's hits counted into
-  the gradient, one pointwise pass.
+  :func:`tc.make_autograd`: the row max and sum again, the softmax written into the
+  gradient, the bag's hits subtracted from it, the scaling.
 
 Each configuration (variant, ``V``) runs in a fresh subprocess (``--worker``) on the
 same seeded tensors: it checks the loss and the gradient against torch's (float64
@@ -29,7 +29,9 @@ by the run), then measures
   ``VmHWM`` is reset to the current ``VmRSS`` by writing ``5`` to
   ``/proc/self/clear_refs`` right before the step, and read after it. torch's CPU
   allocator returns large blocks to the system at once (no caching), so this counts
-  every tensor the step holds at its worst moment: the gradient ``X.grad`` (N x V,
+  every tensor the step holds at its worst moment (glibc's malloc is set to map every
+  block of 128 KiB or more and unmap it when freed, :func:`unmap_freed_blocks`, so
+  that no block freed by the warm-up is silently reused): the gradient ``X.grad`` (N x V,
   which every variant must produce) and whatever else is alive with it. Reported in
   MiB and in units of one logits tensor (N x V floats). Without ``clear_refs`` the
   fallback is ``ru_maxrss`` minus the resident set before the step (an upper bound
@@ -65,19 +67,26 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 #: The fused loss and its hand-written backward. ``loss`` is a scalar; the backward
-#: takes the forward's inputs and the loss's gradient (``make_autograd``'s contract).
+#: takes the forward's inputs and the loss's gradient (``make_autograd``'s contract),
+#: so it recomputes the row max and sum rather than keep them. The per-row gathered
+#: sum ``picked`` is its own statement: folded into the scalar loss, it made the
+#: scheduler fuse the whole forward into one serial row loop (measured 1.8x slower
+#: at N = 64, V = 50k); the backward's softmax, bag hits (a reduction without ``!``
+#: adds into what the first statement wrote) and scaling likewise (1.4x).
 BAG_XENT = """
 def bag_xent(float(N, V) X, int64(N, L) label) -> (loss) {
     mx(n) max=! X(n, v)
     se(n) +=! exp(X(n, v) - mx(n))
-    loss +=! (mx(n) + log(se(n)) - X(n, label(n, l))) / (N * L)
+    picked(n) +=! X(n, label(n, l))
+    loss +=! (mx(n) + log(se(n)) - picked(n) / L) / N
 }
 
 def bag_xent_backward(float(N, V) X, int64(N, L) label, float dloss) -> (dX) {
     mx(n) max=! X(n, v)
     se(n) +=! exp(X(n, v) - mx(n))
-    dX(n, v) +=! (label(n, l) == v) ? -1.0 / L : 0.0 where v in 0:V
-    dX(n, v) = (dX(n, v) + exp(X(n, v) - mx(n)) / se(n)) * dloss / N
+    dX(n, v) = exp(X(n, v) - mx(n)) / se(n)
+    dX(n, v) += (label(n, l) == v) ? -1.0 / L : 0.0 where v in 0:V
+    dX(n, v) = dX(n, v) * dloss / N
 }
 """
 VARIANTS = ("torch", "tc derived", "tc hand")
@@ -139,8 +148,27 @@ def peak_growth(step: Callable[[], object]) -> tuple[int, str]:
                 "ru_maxrss minus VmRSS before the step")
 
 
+def unmap_freed_blocks() -> bool:
+    """Make glibc's malloc serve every block of 128 KiB or more by ``mmap`` and give it
+    back to the system at ``free`` (``mallopt(M_MMAP_THRESHOLD)``, which also stops the
+    threshold from growing after frees). Without it, a block freed by the warm-up step
+    is reused from the heap by the measured one and the resident set does not grow:
+    the peak would miss it. False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_MMAP_THRESHOLD, M_TRIM_THRESHOLD = -3, -1
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1
+        return ok and libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024) == 1
+    except (OSError, AttributeError):
+        return False
+
+
 def worker(variant: str, n: int, vocab: int, bag: int, runs: int, cache: str | None) -> dict:
     """One configuration, in this (fresh) process: check, warm up, measure."""
+    unmapped = unmap_freed_blocks()
     loss_fn = loss_function(variant, cache=cache)
     X0, label = inputs(n, vocab, bag)
     Xd = X0.double().requires_grad_(True)
@@ -174,7 +202,9 @@ def worker(variant: str, n: int, vocab: int, bag: int, runs: int, cache: str | N
             fwd.append((time.perf_counter() - t0) * 1e3)
     return {"variant": variant, "N": n, "V": vocab, "L": bag, "ok": ok,
             "loss_error": loss_err, "grad_error": grad_err, "peak_bytes": growth,
-            "logits_bytes": n * vocab * 4, "memory_method": method,
+            "logits_bytes": n * vocab * 4,
+            "memory_method": method + (", malloc's blocks of 128 KiB and more mmapped"
+                                       if unmapped else ""),
             "step_ms": statistics.median(times), "step_min_ms": min(times),
             "forward_ms": statistics.median(fwd), "runs": runs}
 
