@@ -60,8 +60,8 @@ What was observed
 ``--methods bptt tprop local`` with the default settings (198,720 characters, 90% for
 training: 175 windows of 32x32 per epoch; embedding 32, hidden 128, Adam 3e-3, 5
 epochs), run on
-2026-12-04 from 10:39 to 10:44 UTC on the 2 cores shared with other work (load
-average 7.4 at the start, 4.0 at the end); ``local`` is an ablation: TPROP's training
+2026-12-04 from 10:45 to 10:50 UTC on the 2 cores shared with other work (load
+average 4.9 at the start, 4.4 at the end); ``local`` is an ablation: TPROP's training
 with targets ``h_t - eta d_t`` alone, no target crossing a time step. Validation
 perplexity after each epoch (character unigram: 25.12;
 ``benchmarks/results/rnn-tprop-2026-12-04.md``)::
@@ -79,9 +79,11 @@ perplexity after each epoch (character unigram: 25.12;
   Trials (the torch twin, 3 epochs, the same data): an inverse step size of 3e-3, 1e-3, 3e-4 gave
   9.39, 8.69, 8.37 (the slower the inverse learns, the better); ``eta`` 0.01, 0.03,
   0.1, 0.3, 1 gave 8.81, 8.69, 9.08, 9.47, 11.83 (inverse 1e-3); local 8.16, BPTT 7.56.
-* Time: tc BPTT 92 s, TPROP 133 s; torch 8 s and 10 s. The tc kernels run one
-  thread, about 1 ms a call at these sizes; TPROP's sequential target pass costs
-  as many calls as the forward pass.
+* Time for 5 epochs: tc BPTT 49 s, TPROP 95 s, local 77 s; torch 8, 12 and 9 s (an
+  earlier run at load 7.4, with the same perplexities: tc 92, 133 and 75 s). The tc
+  kernels run one thread, about 1 ms a call at these sizes; TPROP's sequential target
+  pass costs as many calls as the forward pass, and its local losses and inverse
+  train on batches of T*B.
 * tc compiled each of the five programs (three definitions, two derived backwards)
   once; the batch-B and batch-T*B calls share the kernel.
 
