@@ -41,6 +41,9 @@ gradients derived by tc) and with the same computation written in plain torch:
 
   No gradient crosses a time step. Every parameter uses Adam; gradients are clipped
   to norm ``--clip`` in both methods.
+* **local** (``--methods ... local``, an ablation): TPROP with the targets
+  ``th_t = h_t - eta d_t`` alone, no target crossing a time step (the inverse is
+  still trained, only to report its error).
 
 Each epoch prints, for every run, the mean training loss (nats per character), the
 validation loss and perplexity (exp of the loss per character) and the time taken.
@@ -434,11 +437,14 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     p.add_argument("--quick", action="store_true",
                    help="a tiny model on 6000 characters for 2 epochs (the test)")
     for name in ("epochs", "batch", "steps", "embed", "hidden", "chars", "seed"):
-        p.add_argument(f"--{name}", type=int, default=None)
+        p.add_argument(f"--{name}", type=int, default=None,
+                       help=f"default {getattr(d, name)}"
+                       + (f" (--quick: {QUICK[name]})" if name in QUICK else ""))
     for name in ("lr", "inverse_lr", "eta", "sigma", "clip"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
                        dest=name, help=f"default {getattr(d, name)}")
-    p.add_argument("--methods", nargs="+", choices=("bptt", "tprop", "local"), default=None)
+    p.add_argument("--methods", nargs="+", choices=("bptt", "tprop", "local"), default=None,
+                   help="default: bptt tprop; local: TPROP without the inverse (ablation)")
     p.add_argument("--no-torch", action="store_true", help="skip the plain-torch runs")
     p.add_argument("--cache", default=None, help="compilation cache file (default: tc's)")
     p.add_argument("--no-cache", action="store_true", help="no compilation cache")
