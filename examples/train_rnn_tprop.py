@@ -102,9 +102,10 @@ from __future__ import annotations
 import os
 
 # One OpenMP thread, unless asked otherwise, set before torch loads the OpenMP runtime
-# that tc's kernels share: on two cores busy with other work, two threads made a
-# small kernel call ~15x slower (16 ms against 1 ms), and torch.set_num_threads(1)
-# alone left a training epoch 4x slower than OMP_NUM_THREADS=1.
+# that tc's kernels share: on two cores busy with other work (load average 4 to 9),
+# two threads made a call of rnn_cell 9 to 18x slower (5 to 16 ms against 0.6 to
+# 0.9 ms), and torch.set_num_threads(1) alone left a training epoch up to 4x slower
+# than OMP_NUM_THREADS=1.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
