@@ -20,8 +20,9 @@ interpreter's semantics (:mod:`tc.ir.interpret`), which is not always MLIR's:
 
 Builtins with no ``math`` op are expanded (``rsqrt``, ``sigmoid``, ``exp10``,
 ``log10``, ``fdim``, ``hypot``, ...; :data:`EXPANDED`), and so are ``asinh``,
-``acosh`` and ``cbrt``, whose ``math`` ops IREE lowers wrongly for large or infinite
-arguments (``asinh(-inf)`` is NaN there); those with no equivalent at
+``acosh``, ``cbrt`` and ``atan2``, whose ``math`` ops IREE lowers wrongly for large,
+zero or infinite arguments (``asinh(-inf)`` and ``atan2(0, 0)`` are NaN there); those
+with no equivalent at
 all (:data:`NOT_EXPORTABLE`: the gamma and Bessel functions, the inverse error
 functions, ``nextafter``, ...) raise a positioned :class:`TcExportError`.
 """
@@ -55,12 +56,12 @@ _DIRECT = {
     "tanh": "math.tanh", "atanh": "math.atanh",
     "erf": "math.erf", "erfc": "math.erfc", "fabs": "math.absf", "floor": "math.floor",
     "ceil": "math.ceil", "round": "math.round", "trunc": "math.trunc",
-    "atan2": "math.atan2", "pow": "math.powf", "copysign": "math.copysign",
+    "pow": "math.powf", "copysign": "math.copysign",
     "fmax": "arith.maxnumf", "fmin": "arith.minnumf", "fmod": "arith.remf", "fma": "math.fma",
 }
 #: Builtins written as several ops (see :meth:`Body._expand`).
-EXPANDED = ("asinh", "acosh", "cbrt", "exp10", "log10", "rsqrt", "rcbrt", "sigmoid", "fdim",
-            "hypot", "rhypot", "fdivide", "norm3d", "norm4d", "rnorm3d", "rnorm4d", "cospi",
+EXPANDED = ("asinh", "acosh", "cbrt", "atan2", "exp10", "log10", "rsqrt", "rcbrt", "sigmoid",
+            "fdim", "hypot", "rhypot", "fdivide", "norm3d", "norm4d", "rnorm3d", "rnorm4d", "cospi",
             "sinpi", "normcdf", "logb")
 #: Builtins the export refuses (no MLIR op, no short exact expansion).
 NOT_EXPORTABLE = ("erfinv", "erfcinv", "lgamma", "tgamma", "cyl_bessel_i0", "cyl_bessel_i1",
@@ -323,6 +324,25 @@ class Body:
         if fn == "cbrt":  # math.cbrt gives NaN for infinities in IREE
             inf = self.cmp("oeq", self.op(f"math.absf {x} : {et}"), self.const(math.inf, t), t)
             return self.select(inf, x, self.op(f"math.cbrt {x} : {et}"), t)
+        if fn == "atan2":  # IREE's math.atan2 is NaN at (0, 0) and at two infinities
+            y, xx = a
+            r = self.op(f"math.atan2 {y}, {xx} : {et}")
+            zero, inf = self.const(0.0, t), self.const(math.inf, t)
+            negx = self.cmp("olt", self._direct("copysign", [one, xx], t), zero, t)
+
+            def signed(v: float) -> str:
+                return self._direct("copysign", [self.const(v, t), y], t)
+
+            at_zeros = self.select(negx, signed(math.pi), signed(0.0), t)
+            at_infs = self.select(self.cmp("ogt", xx, zero, t), signed(math.pi / 4),
+                                  signed(3 * math.pi / 4), t)
+            both_zero = self.bin("arith.andi", self.cmp("oeq", y, zero, t),
+                                 self.cmp("oeq", xx, zero, t), BOOL)
+            both_inf = self.bin("arith.andi",
+                                self.cmp("oeq", self._direct("fabs", [y], t), inf, t),
+                                self.cmp("oeq", self._direct("fabs", [xx], t), inf, t), BOOL)
+            r = self.select(both_inf, at_infs, r, t)
+            return self.select(both_zero, at_zeros, r, t)
         if fn == "exp10":
             return self._direct("pow", [self.const(10.0, t), x], t)
         if fn == "log10":  # log2(x) * log10(2): math.log10 has no CPU lowering in IREE

@@ -495,6 +495,8 @@ class _Stage:
             else:
                 size = self.ex.index(Sym.of(e.name))
                 name = body.op(f"arith.index_cast {size} : index to {element_type(e.type)}")
+        elif self.pos.get(e.name, -1) >= len(self.st.lhs):
+            name = self._iota(self.pos[e.name], e.type)
         else:
             k = self.pos.get(e.name)
             if k is None:
@@ -508,6 +510,37 @@ class _Stage:
             name = body.op(f"arith.index_cast {i} : index to {element_type(e.type)}", e.name)
         self._vars[e.name] = name
         return name
+
+
+    def _iota(self, k: int, t: ScalarType) -> str:
+        """The values of reduction index ``k`` as an input of the generic (``lo``,
+        ``lo + 1``, ...): IREE's CPU code fails to vectorise a reduction whose body
+        reads a reduction index through ``linalg.index`` alone (``+=! float(r)``)."""
+        ex = self.ex
+        ext, lo = self.exts[k], self.los[k]
+        et = element_type(t)
+        out = ex.empty((ext,), t, "iota")
+        start = ex.static(lo)
+        offset = f"arith.constant {start} : index" if start is not None else None
+        lines = [f"linalg.generic {{indexing_maps = [affine_map<(d0) -> (d0)>], "
+                 f"iterator_types = [\"parallel\"]}} outs({out} : "
+                 f"{tensor_type(ex.shape((ext,)), t)}) {{"]
+        arg, i, o, c = (ex.fresh(h) for h in ("o", "i", "i", "c"))
+        lines.append(f"^bb0({arg}: {et}):")
+        lines.append(f"  {i} = linalg.index 0 : index")
+        off = c if offset is not None else ex.index(lo)
+        if offset is not None:
+            lines.append(f"  {c} = {offset}")
+        lines.append(f"  {o} = arith.addi {i}, {off} : index")
+        v = ex.fresh("v")
+        lines.append(f"  {v} = arith.index_cast {o} : index to {et}")
+        lines.append(f"  linalg.yield {v} : {et}")
+        lines.append(f"}} -> {tensor_type(ex.shape((ext,)), t)}")
+        value = ex.op("\n".join(lines), "iota")
+        op = _Operand(value, tensor_type(ex.shape((ext,)), t), f"d{k}",
+                      ex.fresh(self.dims[k]), t)
+        self.operands[("iota", k)] = op
+        return op.arg
 
 
 def _affine_text(terms: list[tuple[int, int]], const: int) -> str:

@@ -137,11 +137,18 @@ REGRESSIONS = [
      "    T1(i) +=! int64(T0(i) + 1) where r in 0:2\n}", [torch.tensor(1.0)]),
     ("def f(float(N) A) -> (P, Q) {\n    P(i) *=! A(i) where r in 0:3\n"
      "    Q(i) max=! A(i) where r in 0:2\n}", [torch.tensor([-2.0, 0.5, 3.0])]),
+    # a term that reads a reduction index by value only: IREE failed to vectorise it
+    ("def f(float(N) A) -> (T1, T2) {\n    T1(i) +=! float(r) where i in 0:N, r in 1:4\n"
+     "    T2(i) min=! A(i) * float(q) where q in 0:3\n}", [torch.tensor([1.0, -2.0])]),
     # a strided read along a loop of one iteration: IREE's unit-loop folding made
     # d0 * 2 + d2 a plain d2 spanning more than its loop
     ("def f(int32(3, M) B) -> (T1) {\n    T1(i, j) min=! B(0, 2 * i + c) + r "
      "where c in 0:2, r in 0:M, i in 0:1, j in 0:M\n}",
      [torch.arange(9, dtype=torch.int32).reshape(3, 3)]),
+    # IREE's math.atan2 at zeros and infinities
+    ("def f(float(N) Y, float(N) X) -> (Z) {\n    Z(i) = atan2(Y(i), X(i))\n}",
+     [torch.tensor([0.0, -0.0, 0.0, math.inf, math.inf, -math.inf, 1.0]),
+      torch.tensor([0.0, -0.0, -0.0, math.inf, -math.inf, math.inf, -1.0])]),
     # IREE's math.asinh/acosh/cbrt at large and infinite arguments
     ("def f(float(N) X) -> (A, B, C) {\n    A(i) = asinh(X(i))  B(i) = acosh(X(i))"
      "  C(i) = cbrt(X(i))\n}",
