@@ -20,8 +20,9 @@ interpreter's semantics (:mod:`tc.ir.interpret`), which is not always MLIR's:
 
 Builtins with no ``math`` op are expanded (``rsqrt``, ``sigmoid``, ``exp10``,
 ``log10``, ``fdim``, ``hypot``, ...; :data:`EXPANDED`), and so are ``asinh``,
-``acosh``, ``cbrt`` and ``atan2``, whose ``math`` ops IREE lowers wrongly for large,
-zero or infinite arguments (``asinh(-inf)`` and ``atan2(0, 0)`` are NaN there); those
+``acosh``, ``cbrt``, ``atan2`` and ``pow``, whose ``math`` ops IREE lowers wrongly for large,
+zero, negative or infinite arguments (``asinh(-inf)``, ``atan2(0, 0)`` and
+``pow(-2, 3)`` are NaN there); those
 with no equivalent at
 all (:data:`NOT_EXPORTABLE`: the gamma and Bessel functions, the inverse error
 functions, ``nextafter``, ...) raise a positioned :class:`TcExportError`.
@@ -56,11 +57,11 @@ _DIRECT = {
     "tanh": "math.tanh", "atanh": "math.atanh",
     "erf": "math.erf", "erfc": "math.erfc", "fabs": "math.absf", "floor": "math.floor",
     "ceil": "math.ceil", "round": "math.round", "trunc": "math.trunc",
-    "pow": "math.powf", "copysign": "math.copysign",
+    "copysign": "math.copysign",
     "fmax": "arith.maxnumf", "fmin": "arith.minnumf", "fmod": "arith.remf", "fma": "math.fma",
 }
 #: Builtins written as several ops (see :meth:`Body._expand`).
-EXPANDED = ("asinh", "acosh", "cbrt", "atan2", "exp10", "log10", "rsqrt", "rcbrt", "sigmoid",
+EXPANDED = ("asinh", "acosh", "cbrt", "atan2", "pow", "exp10", "log10", "rsqrt", "rcbrt", "sigmoid",
             "fdim", "hypot", "rhypot", "fdivide", "norm3d", "norm4d", "rnorm3d", "rnorm4d", "cospi",
             "sinpi", "normcdf", "logb")
 #: Builtins the export refuses (no MLIR op, no short exact expansion).
@@ -343,8 +344,10 @@ class Body:
                                 self.cmp("oeq", self._direct("fabs", [xx], t), inf, t), BOOL)
             r = self.select(both_inf, at_infs, r, t)
             return self.select(both_zero, at_zeros, r, t)
+        if fn == "pow":
+            return self._pow(a[0], a[1], t)
         if fn == "exp10":
-            return self._direct("pow", [self.const(10.0, t), x], t)
+            return self.op(f"math.powf {self.const(10.0, t)}, {x} : {et}")
         if fn == "log10":  # log2(x) * log10(2): math.log10 has no CPU lowering in IREE
             return mul(self._direct("log2", [x], t), self.const(math.log10(2.0), t))
         if fn == "rsqrt":
@@ -375,6 +378,28 @@ class Body:
             return self._direct("floor", [self._direct("log2", [self._direct("fabs", [x], t)],
                                                         t)], t)
         raise AssertionError(fn)
+
+    def _pow(self, x: str, y: str, t: ScalarType) -> str:
+        """C's ``pow``: ``math.powf`` on ``|x|`` (IREE's is NaN for every negative base),
+        the sign of an odd integer power, NaN for a negative base and a non-integer
+        power, 1 for ``pow(x, 0)`` and ``pow(1, y)`` (NaN included)."""
+        et = element_type(t)
+        zero, one = self.const(0.0, t), self.const(1.0, t)
+        r = self.op(f"math.powf {self.op(f'math.absf {x} : {et}')}, {y} : {et}")
+        y_int = self.cmp("oeq", self.op(f"math.trunc {y} : {et}"), y, t)
+        half = self.bin("arith.mulf", y, self.const(0.5, t), t)
+        y_odd = self.bin("arith.andi", y_int,
+                         self.cmp("une", self.op(f"math.trunc {half} : {et}"), half, t), BOOL)
+        negative = self.cmp("olt", self._direct("copysign", [one, x], t), zero, t)
+        flip = self.bin("arith.andi", negative, y_odd, BOOL)
+        r = self.select(flip, self.op(f"arith.negf {r} : {et}"), r, t)
+        finite_neg = self.bin("arith.andi", self.cmp("olt", x, zero, t),
+                              self.cmp("ogt", x, self.const(-math.inf, t), t), BOOL)
+        nan_case = self.bin("arith.andi", finite_neg,
+                            self.bin("arith.xori", y_int, self.const(True, BOOL), BOOL), BOOL)
+        r = self.select(nan_case, self.const(math.nan, t), r, t)
+        r = self.select(self.cmp("oeq", y, zero, t), one, r, t)
+        return self.select(self.cmp("oeq", x, one, t), one, r, t)
 
     def _norm(self, vals: list[str], t: ScalarType) -> str:
         """sqrt(sum of squares) scaled by the largest magnitude, so that it neither

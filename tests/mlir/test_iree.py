@@ -149,6 +149,10 @@ REGRESSIONS = [
     ("def f(float(N) Y, float(N) X) -> (Z) {\n    Z(i) = atan2(Y(i), X(i))\n}",
      [torch.tensor([0.0, -0.0, 0.0, math.inf, math.inf, -math.inf, 1.0]),
       torch.tensor([0.0, -0.0, -0.0, math.inf, -math.inf, math.inf, -1.0])]),
+    # IREE's math.powf: NaN for every negative base, and at pow(x, 0), pow(1, y)
+    ("def f(float(N) Y, float(N) X) -> (Z) {\n    Z(i) = pow(Y(i), X(i))\n}",
+     [torch.tensor([-2.0, -2.0, 0.0, 1.0, math.nan, -0.0, -math.inf, 2.0]),
+      torch.tensor([3.0, 2.0, 0.0, math.nan, 0.0, -1.0, 3.0, -0.5])]),
     # IREE's math.asinh/acosh/cbrt at large and infinite arguments
     ("def f(float(N) X) -> (A, B, C) {\n    A(i) = asinh(X(i))  B(i) = acosh(X(i))"
      "  C(i) = cbrt(X(i))\n}",
