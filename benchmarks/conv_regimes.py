@@ -298,8 +298,15 @@ def to_markdown(points: Sequence[Point], meta: dict) -> str:
                          f"{m['tc direct'] / m['torch']:.2f} |")
     lines += ["", "Crossover (smallest K from which fft + tc beats tc direct at every "
               "larger swept K):", ""]
-    for layer, k in meta["crossover"].items():
-        lines.append(f"* {layer}: {'never in 3..13' if k is None else f'K = {k}'}")
+    for layer, pts in _layers(points).items():
+        k = meta["crossover"].get(layer)
+        wins = [p.k for p in sorted(pts, key=lambda p: p.k)
+                if p.median_ms["fft + tc"] < p.median_ms["tc direct"]]
+        lines.append(f"* {layer}: {'none' if k is None else f'K = {k}'} (fft + tc faster at "
+                     f"K = {', '.join(map(str, wins)) or 'none'}; faster than torch at K = "
+                     + (", ".join(str(p.k) for p in sorted(pts, key=lambda p: p.k)
+                                  if p.median_ms["fft + tc"] < p.median_ms["torch"])
+                        or "none") + ")")
     return "\n".join(lines) + "\n"
 
 
@@ -352,6 +359,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def write(points: Sequence[Point], meta: dict, base: Path) -> str:
+    """Write ``base``.md, .json and .png; return the markdown."""
+    text = to_markdown(points, meta)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    base.with_suffix(".md").write_text(text)
+    base.with_suffix(".json").write_text(json.dumps(
+        {**meta, "points": [{**asdict(p), "gflops": p.gflops} for p in points]}, indent=1))
+    plot(points, meta["crossover"], base.with_suffix(".png"))
+    return text
+
+
+def rewrite(json_path: Path) -> str:
+    """Regenerate the markdown and plot of a run from its JSON (no measuring)."""
+    data = json.loads(json_path.read_text())
+    fields = set(Point.__dataclass_fields__)
+    points = [Point(**{k: v for k, v in p.items() if k in fields}) for p in data.pop("points")]
+    return write(points, data, json_path.with_suffix(""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Sweep, check, time, write the markdown, JSON and plot; print the markdown."""
     p = build_parser()
@@ -382,14 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "runs": args.runs, "crossover": crossovers,
             "load_before": load_before, "load_after": os.getloadavg()}
-    text = to_markdown(points, meta)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    base = args.out / args.name
-    base.with_suffix(".md").write_text(text)
-    base.with_suffix(".json").write_text(json.dumps(
-        {**meta, "points": [{**asdict(p), "gflops": p.gflops} for p in points]}, indent=1))
-    plot(points, crossovers, base.with_suffix(".png"))
+    print(write(points, meta, args.out / args.name))
     return 0
 
 
