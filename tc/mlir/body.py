@@ -53,7 +53,7 @@ _DIRECT = {
     "exp": "math.exp", "exp2": "math.exp2", "expm1": "math.expm1", "log": "math.log",
     "log2": "math.log2", "log1p": "math.log1p", "sqrt": "math.sqrt",
     "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "asin": "math.asin",
-    "acos": "math.acos", "atan": "math.atan", "sinh": "math.sinh", "cosh": "math.cosh",
+    "acos": "math.acos", "atan": "math.atan",
     "tanh": "math.tanh", "atanh": "math.atanh",
     "erf": "math.erf", "erfc": "math.erfc", "fabs": "math.absf", "floor": "math.floor",
     "ceil": "math.ceil", "round": "math.round", "trunc": "math.trunc",
@@ -61,9 +61,9 @@ _DIRECT = {
     "fmax": "arith.maxnumf", "fmin": "arith.minnumf", "fmod": "arith.remf", "fma": "math.fma",
 }
 #: Builtins written as several ops (see :meth:`Body._expand`).
-EXPANDED = ("asinh", "acosh", "cbrt", "atan2", "pow", "exp10", "log10", "rsqrt", "rcbrt", "sigmoid",
-            "fdim", "hypot", "rhypot", "fdivide", "norm3d", "norm4d", "rnorm3d", "rnorm4d", "cospi",
-            "sinpi", "normcdf", "logb")
+EXPANDED = ("sinh", "cosh", "asinh", "acosh", "cbrt", "atan2", "pow", "exp10", "log10",
+            "rsqrt", "rcbrt", "sigmoid", "fdim", "hypot", "rhypot", "fdivide", "norm3d",
+            "norm4d", "rnorm3d", "rnorm4d", "cospi", "sinpi", "normcdf", "logb")
 #: Builtins the export refuses (no MLIR op, no short exact expansion).
 NOT_EXPORTABLE = ("erfinv", "erfcinv", "lgamma", "tgamma", "cyl_bessel_i0", "cyl_bessel_i1",
                   "erfcx", "j0", "j1", "y0", "y1", "normcdfinv", "nextafter", "remainder")
@@ -368,9 +368,26 @@ class Body:
         if fn in ("hypot", "rhypot", "norm3d", "norm4d", "rnorm3d", "rnorm4d"):
             r = self._norm(a, t)
             return recip(r) if fn.startswith("r") else r
-        if fn in ("cospi", "sinpi"):
-            arg = mul(x, self.const(math.pi, t))
-            return self._direct("cos" if fn == "cospi" else "sin", [arg], t)
+        if fn in ("sinh", "cosh"):  # IREE's overflow near the top of the range
+            big = self.const(80.0 if t.bits <= 32 else 700.0, t)
+            ax = self.op(f"math.absf {x} : {et}")
+            half_exp = self._direct("exp", [self.bin("arith.subf", ax, self.const(
+                math.log(2.0), t), t)], t)  # exp(|x|) / 2, without overflowing first
+            far = self._direct("copysign", [half_exp, x], t) if fn == "sinh" else half_exp
+            near = self.op(f"math.{fn} {x} : {et}")
+            return self.select(self.cmp("ogt", ax, big, t), far, near, t)
+        if fn in ("cospi", "sinpi"):  # reduced exactly to [-1/2, 1/2] first
+            two = self.const(2.0, t)
+            r = self.bin("arith.subf", x, mul(two, self._direct("round", [mul(
+                x, self.const(0.5, t))], t)), t)  # x - 2 round(x / 2): [-1, 1], exact
+            if fn == "cospi":  # cospi(r) = sinpi(1/2 - |r|)
+                r = self.bin("arith.subf", self.const(0.5, t), self._direct("fabs", [r], t), t)
+            far = self.bin("arith.subf", self._direct("copysign", [one, r], t), r, t)
+            r = self.select(self.cmp("ogt", self._direct("fabs", [r], t), self.const(0.5, t),
+                                     t), far, r, t)
+            big = self.cmp("oeq", self._direct("fabs", [x], t), self.const(math.inf, t), t)
+            r = self.select(big, self.const(math.nan, t), r, t)
+            return self._direct("sin", [mul(r, self.const(math.pi, t))], t)
         if fn == "normcdf":  # erfc(-x / sqrt(2)) / 2
             arg = mul(x, self.const(-math.sqrt(0.5), t))
             return mul(self._direct("erfc", [arg], t), self.const(0.5, t))
