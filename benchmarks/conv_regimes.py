@@ -82,9 +82,10 @@ def cmac(float(N, C, U, V) Xr, float(N, C, U, V) Xi, float(F, C, U, V) Wr,
 }
 """
 
-#: Layers after the fbfft paper's representative layers (batch S = 128, planes f ->
-#: f', image n): L1 (3 -> 96, 128), L2 (64 -> 64, 64), L3 (128 -> 128, 32), L4
-#: (128 -> 128, 16), scaled down in batch and planes to run in seconds on 2 cores.
+#: Layers modelled on the fbfft paper's representative layers (batch S = 128, planes
+#: f -> f', image n; shapes as recalled, not checked against the paper's table here):
+#: L1 (3 -> 96, 128), L2 (64 -> 64, 64), L3 (128 -> 128, 32), L4 (128 -> 128, 16),
+#: scaled down in batch, planes (and L1's image) to run in seconds on 2 cores.
 LAYERS: dict[str, dict[str, int]] = {
     "L1": {"N": 4, "C": 3, "F": 24, "H": 64},
     "L2": {"N": 8, "C": 16, "F": 16, "H": 64},

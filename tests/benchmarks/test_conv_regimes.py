@@ -24,6 +24,7 @@ def test_quick_run_writes_table_json_and_plot(tmp_path, capsys) -> None:
         assert max(p["max_error"].values()) < 1e-3
     assert len(data["load_before"]) == 3
     assert (tmp_path / "q.png").stat().st_size > 1000
+    assert cr.rewrite(tmp_path / "q.json") == text  # the report again from its JSON
 
 
 def test_fft_conv_is_a_valid_cross_correlation() -> None:
