@@ -371,8 +371,8 @@ class Body:
         if fn in ("sinh", "cosh"):  # IREE's overflow near the top of the range
             big = self.const(80.0 if t.bits <= 32 else 700.0, t)
             ax = self.op(f"math.absf {x} : {et}")
-            half_exp = self._direct("exp", [self.bin("arith.subf", ax, self.const(
-                math.log(2.0), t), t)], t)  # exp(|x|) / 2, without overflowing first
+            root = self._direct("exp", [mul(ax, self.const(0.5, t))], t)
+            half_exp = mul(mul(root, self.const(0.5, t)), root)  # exp(|x|) / 2, no overflow
             far = self._direct("copysign", [half_exp, x], t) if fn == "sinh" else half_exp
             near = self.op(f"math.{fn} {x} : {et}")
             return self.select(self.cmp("ogt", ax, big, t), far, near, t)
