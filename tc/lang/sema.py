@@ -45,6 +45,15 @@ _RESERVED = frozenset(TYPE_NAMES) | {"def", "where", "in", "exists"}
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
+def _double_literal(e: ast.Expr) -> float | None:
+    """The value of a float literal (or a negated one) cast straight to float64: the
+    decimal read as a double, not first rounded to float32 (how a double constant is
+    written, e.g. by the derived backward of a double program)."""
+    if isinstance(e, ast.Unary) and e.op == "-" and isinstance(e.operand, ast.FloatLit):
+        return -e.operand.value
+    return e.value if isinstance(e, ast.FloatLit) else None
+
+
 @dataclass
 class _Tensor:
     name: str
@@ -465,8 +474,12 @@ class _DefChecker:
             if len(e.args) != 1:
                 raise self.fail(TcTypeError, f"a cast to {e.type_name.name} takes one "
                                 f"argument, got {len(e.args)}", e.type_name.span)
+            to = TYPE_NAMES[e.type_name.name]
+            exact = _double_literal(e.args[0]) if to is ScalarType.FLOAT64 else None
+            if exact is not None:  # float64(0.1): the double nearest the decimal
+                return ir.FloatImm(exact, type=to, span=e.span)
             a = self.expr(e.args[0], scope, guarded)
-            return ir.Cast(a, type=TYPE_NAMES[e.type_name.name], span=e.span)
+            return ir.Cast(a, type=to, span=e.span)
         if isinstance(e, ast.Unary):
             a = self.expr(e.operand, scope, guarded)
             if e.op == "!":
