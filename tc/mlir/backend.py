@@ -30,7 +30,7 @@ from tc.ir import nodes as ir
 from tc.mlir import run as iree
 from tc.mlir.export import export_function
 
-__all__ = ["IreeBackend", "reads_output_contents"]
+__all__ = ["IreeBackend", "data_dependent_reads", "reads_output_contents"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,15 @@ class IreeBackend:
                                  "it cannot accumulate into the contents of outputs= (add "
                                  "them after the call, or use another backend)")
         mod = self.module(fn, call)
+        if data_dependent_reads(fn):
+            # The module clamps subscripts it cannot prove in bounds; a subscript read
+            # from data is checked first by the reference (a positioned TcRangeError),
+            # so a wrong index never becomes a plausible answer. It costs a run of the
+            # interpreter: such definitions are better run on the compiled targets,
+            # whose kernels check their own reads.
+            from tc.backend import ReferenceBackend
+
+            ReferenceBackend().run(fn, call, None)
         arrays = [to_numpy(t) for t in call.inputs]
         outs = mod.run(arrays, [t.dtype for t in fn.inputs])
         return [from_numpy(o, t.dtype, call.device) for o, t in zip(outs, fn.outputs,
@@ -159,3 +168,11 @@ class IreeBackend:
             self.cache.store(self._key(fn, call), MappingOptions("naive"), (), vmfb)
         except TcError as e:
             log.warning("%s not stored in the compilation cache: %s", fn.name, e)
+
+
+def data_dependent_reads(fn: ir.Function) -> bool:
+    """Whether a subscript of ``fn`` reads a tensor (``X(idx(i))``): the reads whose
+    bounds depend on data, which no analysis of the text can prove."""
+    return any(isinstance(r, ir.Read) and any(isinstance(n, ir.Read) and n.indices
+                                              for i in r.indices for n in ir.walk(i))
+               for st in fn.stages for r in ir.walk(st.rhs))
