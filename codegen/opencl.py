@@ -54,13 +54,26 @@ def _is_pocl(platform: cl.Platform) -> bool:
     return "Portable Computing Language" in platform.name or "pocl" in platform.vendor.lower()
 
 
-@functools.lru_cache(maxsize=1)
-def pocl_device() -> tuple[cl.Context, cl.CommandQueue]:
-    """The PoCL context and in-order command queue of this process (created once).
+#: PoCL's devices as this module asks for them when the process has not chosen
+#: (``POCL_DEVICES`` unset when PoCL is first read): the multi-threaded CPU device runs
+#: every launch of several work-groups; the single-threaded ``basic`` device runs a
+#: launch of one work-group in the calling thread. The pthread device's workers could
+#: not share one group anyway, and waking them from idle cores is most of a small
+#: call's cost (117 against 41 us per call on an idle machine; issue 13).
+POCL_DEVICES = "pthread basic"
+# Asked for when this module is imported (usually before anything reads PoCL; later it
+# has no effect and every launch runs on the main device). A user's own POCL_DEVICES wins.
+os.environ.setdefault("POCL_DEVICES", POCL_DEVICES)
 
-    Other OpenCL platforms may be installed: PoCL is selected by name. Raises
-    ``TcBackendError`` when PoCL is not available.
-    """
+
+def _is_basic(device: cl.Device) -> bool:
+    return device.name.startswith("basic")
+
+
+@functools.lru_cache(maxsize=1)
+def _pocl() -> tuple[cl.Context, cl.CommandQueue, cl.CommandQueue | None]:
+    """The PoCL context, the main device's in-order queue and, when PoCL offers its
+    ``basic`` device beside it, that device's queue for one-work-group launches."""
     try:
         platforms = cl.get_platforms()
     except cl.Error as e:
@@ -68,18 +81,36 @@ def pocl_device() -> tuple[cl.Context, cl.CommandQueue]:
             f"no OpenCL platform found ({e}); install pocl-binary-distribution"
         ) from e
     device = find_pocl(platforms)
-    ctx = cl.Context([device])
-    log.info("using OpenCL device %s on %s", device.name, device.platform.version)
-    return ctx, cl.CommandQueue(ctx)
+    small = next((d for d in device.platform.get_devices() if _is_basic(d) and d != device),
+                 None)
+    ctx = cl.Context([device] + ([small] if small is not None else []))
+    if ctx.devices[0] != device:  # every module takes ctx.devices[0] as the main device
+        ctx, small = cl.Context([device]), None
+    log.info("using OpenCL device %s on %s%s", device.name, device.platform.version,
+             f" (and {small.name} for one-work-group launches)" if small is not None else "")
+    return ctx, cl.CommandQueue(ctx, device), (cl.CommandQueue(ctx, small)
+                                               if small is not None else None)
+
+
+def pocl_device() -> tuple[cl.Context, cl.CommandQueue]:
+    """The PoCL context and the main device's in-order command queue of this process
+    (created once; ``ctx.devices[0]`` is the main device).
+
+    Other OpenCL platforms may be installed: PoCL is selected by name. Raises
+    ``TcBackendError`` when PoCL is not available.
+    """
+    ctx, queue, _ = _pocl()
+    return ctx, queue
 
 
 def find_pocl(platforms: Sequence[cl.Platform]) -> cl.Device:
-    """The first device of the PoCL platform among ``platforms``; ``TcBackendError`` if none."""
+    """The main device of the PoCL platform among ``platforms`` (its first device that
+    is not the single-threaded ``basic`` one, if any); ``TcBackendError`` if none."""
     for platform in platforms:
         if _is_pocl(platform):
             devices = platform.get_devices()
             if devices:
-                return devices[0]
+                return next((d for d in devices if not _is_basic(d)), devices[0])
     names = ", ".join(p.name for p in platforms) or "none"
     raise TcBackendError(
         f"the PoCL OpenCL platform is not available (platforms: {names}); "
@@ -126,9 +157,12 @@ def _compile(source: str, options: tuple[str, ...]) -> cl.Program:
     try:
         # PoCL's compiler prints warnings ("loop not unrolled", "2 warnings generated")
         # on the process's stderr and pyopencl repeats them as CompilerWarning: for a
-        # build that works they go to logging, not to the user's terminal.
+        # build that works they go to logging, not to the user's terminal. Built for
+        # every device of the context (the basic one too: its one-work-group launches;
+        # PoCL compiles the source once for both CPU devices).
         with _build_messages() as messages:
-            program.build(options=list(options), devices=[dev])
+            program.build(options=list(options), devices=list(ctx.devices))
+        program.__dict__["_tc_small"] = len(ctx.devices) > 1
     except cl.Error as e:
         try:
             build_log = program.get_build_info(dev, cl.program_build_info.LOG)
@@ -275,7 +309,10 @@ def _max_alloc(ctx: cl.Context) -> int:
 def _run(program: cl.Program, kernel_name: str, grid: Sequence[int], block: Sequence[int],
          values: list[object], synced: list[tuple[cl.Buffer, np.ndarray]]) -> None:
     """Set the arguments, launch, and wait until ``synced`` buffers are in host memory."""
-    _, queue = pocl_device()
+    _, queue, small = _pocl()
+    if small is not None and program.__dict__.get("_tc_small") and all(g == 1 for g in grid):
+        queue = small  # one work-group: run in this thread, no PoCL worker to wake
+        stats.count("opencl_launch_basic")
     kernel = _kernel(program, kernel_name)
     global_size, b = _configuration(program, kernel, kernel_name, grid, block)
     try:

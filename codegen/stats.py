@@ -14,7 +14,10 @@ did no scheduling and no compiling:
 ``nvrtc_compile``
     CUDA sources compiled by NVRTC (memoised recompiles do not count);
 ``nvrtc_load_binary``
-    CUDA kernels rebuilt from a stored PTX/cubin without NVRTC.
+    CUDA kernels rebuilt from a stored PTX/cubin without NVRTC;
+``opencl_launch_basic``
+    OpenCL launches of one work-group run on PoCL's single-threaded ``basic`` device
+    (:data:`codegen.opencl.POCL_DEVICES`).
 
 It is the only module-level mutable state meant for reading from outside: plain
 instrumentation, per process, never consulted by the compiler itself. Reset it with

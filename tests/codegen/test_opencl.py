@@ -9,6 +9,7 @@ import pyopencl as cl
 import pytest
 import torch
 
+import tc
 from codegen import opencl
 from codegen.launch import KernelArg, pack_args
 from codegen.opencl import build_program, device_limits, find_pocl, launch, pocl_device
@@ -88,14 +89,38 @@ def test_pocl_device_is_pocl_and_memoised() -> None:
     assert device_limits().max_threads_per_block == ctx.devices[0].max_work_group_size
 
 
+def test_one_work_group_runs_on_the_basic_device() -> None:
+    """A launch of one work-group goes to PoCL's basic device (no worker thread to
+    wake); a launch of several to the multi-threaded one; both give the same result."""
+    from codegen import stats
+    from codegen.opencl import _pocl
+
+    if _pocl()[2] is None:
+        pytest.skip("PoCL was read before tc asked for its basic device (POCL_DEVICES set)")
+    text = "def f(float(N) X) -> (Y) { Y(i) = X(i) * 2.0 + 1.0 }"
+    for n, groups in ((5, 1), (3000, 2)):
+        x = torch.randn(n)
+        options = tc.MappingOptions("naive").mapToThreads(64).mapToBlocks(groups)
+        ex = tc.compile(text, "f", options, x, backend="opencl")
+        before = stats.snapshot().get("opencl_launch_basic", 0)
+        torch.testing.assert_close(ex(x), x * 2.0 + 1.0)
+        on_basic = stats.snapshot().get("opencl_launch_basic", 0) - before
+        assert on_basic == (1 if groups == 1 else 0), (n, groups)
+
+
 def test_find_pocl_picks_pocl_among_platforms() -> None:
     def fake(name: str, vendor: str, devices: list[str]) -> SimpleNamespace:
-        return SimpleNamespace(name=name, vendor=vendor, get_devices=lambda: devices)
+        devs = [SimpleNamespace(name=d) for d in devices]
+        return SimpleNamespace(name=name, vendor=vendor, get_devices=lambda: devs)
 
     other = fake("NVIDIA CUDA", "NVIDIA Corporation", ["gpu"])
     pocl = fake("Portable Computing Language", "The pocl project", ["cpu"])
-    assert find_pocl([other, pocl]) == "cpu"
-    assert find_pocl([fake("x", "The pocl project", ["cpu2"])]) == "cpu2"
+    assert find_pocl([other, pocl]).name == "cpu"
+    assert find_pocl([fake("x", "The pocl project", ["cpu2"])]).name == "cpu2"
+    # the multi-threaded device is the main one, even listed after the basic one
+    both = fake("Portable Computing Language", "The pocl project", ["basic-x", "pthread-x"])
+    assert find_pocl([both]).name == "pthread-x"
+    assert find_pocl([fake("p", "pocl", ["basic-x"])]).name == "basic-x"
     with pytest.raises(TcBackendError, match="PoCL.*not available.*NVIDIA CUDA"):
         find_pocl([other])
     with pytest.raises(TcBackendError, match="platforms: none"):
