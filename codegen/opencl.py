@@ -207,29 +207,54 @@ def _build_messages() -> Iterator[list[str]]:
             messages.extend(str(w.message).strip() for w in caught)
 
 
+#: The start of a stored binary that holds a program for each PoCL device of the
+#: context (main first), each preceded by its length in 8 little-endian bytes; a binary
+#: without it is the main device's alone (stored before the basic device was used).
+_BOTH = b"TC-POCL-2\n"
+
+
 def program_binary(program: cl.Program) -> bytes:
-    """The device binary of a built program, which :func:`program_from_binary` loads
-    back (in a process with the same PoCL version and device) without compiling."""
+    """The device binaries of a built program, which :func:`program_from_binary` loads
+    back (in a process with the same PoCL version and devices) without compiling: the
+    main device's, and the basic device's too when it was built for both."""
     ctx, _ = pocl_device()
-    devices = program.get_info(cl.program_info.DEVICES)
-    binaries = program.get_info(cl.program_info.BINARIES)
-    for dev, binary in zip(devices, binaries, strict=True):
-        if dev == ctx.devices[0]:
-            return bytes(binary)
-    raise TcBackendError("the OpenCL program was not built for the PoCL device")
+    by_device = dict(zip(program.get_info(cl.program_info.DEVICES),
+                         program.get_info(cl.program_info.BINARIES), strict=True))
+    if ctx.devices[0] not in by_device:
+        raise TcBackendError("the OpenCL program was not built for the PoCL device")
+    if not program.__dict__.get("_tc_small") or any(d not in by_device for d in ctx.devices):
+        return bytes(by_device[ctx.devices[0]])
+    parts = [bytes(by_device[d]) for d in ctx.devices]
+    return _BOTH + b"".join(len(b).to_bytes(8, "little") + b for b in parts)
+
+
+def _split(binary: bytes) -> list[bytes] | None:
+    """The per-device binaries of a :data:`_BOTH` container (None for a plain one)."""
+    if not binary.startswith(_BOTH):
+        return None
+    parts, at = [], len(_BOTH)
+    while at < len(binary):
+        n = int.from_bytes(binary[at:at + 8], "little")
+        parts.append(binary[at + 8:at + 8 + n])
+        at += 8 + n
+    return parts
 
 
 def program_from_binary(binary: bytes) -> cl.Program:
-    """A program for the PoCL device from :func:`program_binary`'s bytes, without
+    """A program for the PoCL device(s) from :func:`program_binary`'s bytes, without
     compiling its source; ``TcBackendError`` when PoCL rejects the binary."""
     stats.count("opencl_load_binary")
     ctx, _ = pocl_device()
-    dev = ctx.devices[0]
+    parts = _split(bytes(binary))
+    both = parts is not None and len(parts) == len(ctx.devices) > 1
+    devices = list(ctx.devices) if both else [ctx.devices[0]]
+    binaries = parts if both else [parts[0] if parts else bytes(binary)]
     try:
-        program = cl.Program(ctx, [dev], [bytes(binary)])
-        program.build(devices=[dev])
+        program = cl.Program(ctx, devices, binaries)
+        program.build(devices=devices)
     except (cl.Error, ValueError, TypeError) as e:
         raise TcBackendError(f"PoCL cannot load the stored program binary: {e}") from e
+    program.__dict__["_tc_small"] = both
     return program
 
 

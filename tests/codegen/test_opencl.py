@@ -108,6 +108,27 @@ def test_one_work_group_runs_on_the_basic_device() -> None:
         assert on_basic == (1 if groups == 1 else 0), (n, groups)
 
 
+def test_stored_binaries_keep_the_basic_device() -> None:
+    """A program stored and loaded back (the compilation cache's path) still runs its
+    one-work-group launches on the basic device; a binary of the main device alone (as
+    stored before) still loads, for the main device."""
+    from codegen import stats
+    from codegen.opencl import _pocl, program_binary, program_from_binary
+
+    if _pocl()[2] is None:
+        pytest.skip("PoCL was read before tc asked for its basic device (POCL_DEVICES set)")
+    source = ("__kernel void twice(__global float* x, int n) {"
+              " int i = get_global_id(0); if (i < n) x[i] = 2.0f * x[i]; }")
+    stored = program_binary(build_program(source))
+    for binary, small in ((stored, True), (opencl._split(stored)[0], False)):
+        program = program_from_binary(binary)
+        x = torch.arange(5, dtype=torch.float32)
+        before = stats.snapshot().get("opencl_launch_basic", 0)
+        launch(program, "twice", (1, 1, 1), (8, 1, 1), [x, np.int32(5)])
+        assert torch.equal(x, 2 * torch.arange(5, dtype=torch.float32))
+        assert stats.snapshot().get("opencl_launch_basic", 0) - before == int(small)
+
+
 def test_find_pocl_picks_pocl_among_platforms() -> None:
     def fake(name: str, vendor: str, devices: list[str]) -> SimpleNamespace:
         devs = [SimpleNamespace(name=d) for d in devices]
