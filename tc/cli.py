@@ -108,7 +108,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def _definition(args: argparse.Namespace):
+    """The checked file, the entry point's name and function, and ``--sizes`` (each a
+    size of that entry point)."""
     checked = check_text(_read(args.file))
     entry = _entry(checked, args.entry)
     fn = checked.functions[entry]
@@ -118,6 +120,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise TcError(f"--sizes: {', '.join(sorted(unknown))} "
                       f"{'is not a size' if len(unknown) == 1 else 'are not sizes'} of "
                       f"{entry} (its sizes: {', '.join(fn.size_names) or 'none'})")
+    return checked, entry, fn, sizes
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    checked, entry, fn, sizes = _definition(args)
     if args.stage == "ast":
         print(tree_text(checked.definition(entry)))
     elif args.stage == "ir":
@@ -143,15 +150,7 @@ def _export(fn, sizes: dict[str, int], what: str, dynamic: bool = False) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write a definition as MLIR (linalg on tensors): tc.to_mlir on the command line."""
-    checked = check_text(_read(args.file))
-    entry = _entry(checked, args.entry)
-    fn = checked.functions[entry]
-    sizes = parse_sizes(args.sizes)
-    unknown = set(sizes) - set(fn.size_names)
-    if unknown:
-        raise TcError(f"--sizes: {', '.join(sorted(unknown))} "
-                      f"{'is not a size' if len(unknown) == 1 else 'are not sizes'} of "
-                      f"{entry} (its sizes: {', '.join(fn.size_names) or 'none'})")
+    _, _, fn, sizes = _definition(args)
     text = _export(fn, sizes, "export", args.dynamic)
     if args.output in (None, "-"):
         print(text, end="")
