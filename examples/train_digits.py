@@ -85,8 +85,9 @@ from torch import nn
 import tc
 from codegen.stats import COUNTERS
 
-#: The network's layers; fc_relu and cross_entropy_mean as in tc.catalogue.
-LANG = """
+#: The network's layers (the loss and statistics follow in :data:`LANG`); fc_relu as in
+#: tc.catalogue. examples/train_weak_labels.py uses the same encoder.
+ENCODER = """
 def conv_relu(float(N, C, H, W) I, float(F, C, KH, KW) Wt, float(F) bias) -> (O) {
     O(n, f, h, w) +=! I(n, c, h + kh, w + kw) * Wt(f, c, kh, kw)
     O(n, f, h, w) = fmax(O(n, f, h, w) + bias(f), 0)
@@ -101,7 +102,10 @@ def fc(float(B, I) x, float(O, I) W, float(O) bias) -> (y) {
     y(b, o) +=! x(b, i) * W(o, i)
     y(b, o) = y(b, o) + bias(o)
 }
+"""
 
+#: The network's definitions; cross_entropy_mean as in tc.catalogue.
+LANG = ENCODER + """
 def cross_entropy_mean(float(N, C) X, int64(N) label) -> (loss) {
     mx(n) max=! X(n, c)
     lse(n) +=! exp(X(n, c) - mx(n))
@@ -151,17 +155,23 @@ class Data:
     y_test: torch.Tensor
 
 
-def load_data(seed: int) -> Data:
-    """The digits, split 80/20 (stratified, ``seed``)."""
+def digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """sklearn's digits: images (N, 1, 8, 8) in [0, 1], int64 labels, and the indices
+    of an 80/20 split (stratified, ``seed``)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
-    y = torch.tensor(digits.target, dtype=torch.int64)
+    data = load_digits()
+    x = torch.tensor(data.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    y = torch.tensor(data.target, dtype=torch.int64)
     i_train, i_test = train_test_split(torch.arange(len(y)).numpy(), test_size=0.2,
                                        stratify=y.numpy(), random_state=seed)
-    i_train, i_test = torch.from_numpy(i_train), torch.from_numpy(i_test)
+    return x, y, torch.from_numpy(i_train), torch.from_numpy(i_test)
+
+
+def load_data(seed: int) -> Data:
+    """The digits, split 80/20 (stratified, ``seed``)."""
+    x, y, i_train, i_test = digits(seed)
     return Data(x[i_train], y[i_train], x[i_test], y[i_test])
 
 

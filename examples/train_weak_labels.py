@@ -58,8 +58,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# tc's kernels and torch each have an OpenMP pool: idle threads must sleep, not spin,
-# or on a small machine each delays the other (see benchmarks/conv_regimes.py).
+# tc's kernels and torch share torch's OpenMP runtime; on a small machine kept busy by
+# other work its spinning idle threads delay every call, so they sleep instead
+# (see benchmarks/conv_regimes.py and docs/training.md, "Threads on a busy machine").
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
@@ -69,25 +70,12 @@ from torch import nn  # noqa: E402
 import tc  # noqa: E402
 from benchmarks.large_vocab import BAG_XENT, bag_xent_torch  # noqa: E402
 
+# The encoder and the digits come from the classification example beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_digits import CHANNELS, CLASSES, ENCODER, KERNEL, digits  # noqa: E402
+
 #: The encoder and head; the loss (BAG_XENT) is appended.
-LANG = """
-def conv_relu(float(N, C, H, W) I, float(F, C, KH, KW) Wt, float(F) bias) -> (O) {
-    O(n, f, h, w) +=! I(n, c, h + kh, w + kw) * Wt(f, c, kh, kw)
-    O(n, f, h, w) = fmax(O(n, f, h, w) + bias(f), 0)
-}
-
-def fc_relu(float(B, I) x, float(O, I) W, float(O) bias) -> (y) {
-    y(b, o) +=! x(b, i) * W(o, i)
-    y(b, o) = fmax(y(b, o) + bias(o), 0)
-}
-
-def fc(float(B, I) x, float(O, I) W, float(O) bias) -> (y) {
-    y(b, o) +=! x(b, i) * W(o, i)
-    y(b, o) = y(b, o) + bias(o)
-}
-""" + BAG_XENT
-
-CHANNELS, KERNEL, CLASSES = 8, 3, 10
+LANG = ENCODER + BAG_XENT
 KS = (1, 5, 10)
 
 
@@ -127,12 +115,7 @@ class Data:
 
 def make_data(c: Config) -> Data:
     """The digits with synthetic noisy captions (see the module docstring)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
-    y = torch.tensor(digits.target, dtype=torch.int64)
+    x, y, i_train, i_test = digits(c.seed)
     g = torch.Generator().manual_seed(c.seed)
     topics = torch.stack([torch.randperm(c.vocab, generator=g)[:c.topic]
                           for _ in range(CLASSES)])
@@ -141,9 +124,6 @@ def make_data(c: Config) -> Data:
     words = topics[y].gather(1, rank)
     noisy = torch.rand(len(y), c.bag, generator=g) < c.noise
     captions = torch.where(noisy, torch.randint(0, c.vocab, words.shape, generator=g), words)
-    i_train, i_test = train_test_split(torch.arange(len(y)).numpy(), test_size=0.2,
-                                       stratify=y.numpy(), random_state=c.seed)
-    i_train, i_test = torch.from_numpy(i_train), torch.from_numpy(i_test)
     return Data(x[i_train], captions[i_train], x[i_test], captions[i_test], y[i_test],
                 topics)
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from example_scripts import EXAMPLES, load_example
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_digits.py"
+SCRIPT = EXAMPLES / "train_digits.py"
 pytest.importorskip("sklearn")
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("train_digits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_example("train_digits")
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,14 @@ torch.nn twin step for step and predicts caption words far above chance."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from example_scripts import load_example
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_weak_labels.py"
 pytest.importorskip("sklearn")
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("train_weak_labels", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_example("train_weak_labels")
 
 
 def test_quick_run_matches_torch_and_learns(tmp_path) -> None:
