@@ -71,23 +71,24 @@ def compare_kernel(name: str, pairs: int = 15, seconds: float = 6.0,
     kernel = KERNELS[name]
     sizes = dict((kernel.test_sizes if small else kernel.bench_sizes)[0])
     inputs = kernel.make_inputs(sizes, torch.Generator().manual_seed(0))
-    default = tc.compile(kernel.tc, kernel.entry, None, *inputs, backend="cpu")
-    row: dict[str, Any] = {"sizes": sizes, "default_options": repr(default.program.options)}
+    def build(options: Any) -> Any:
+        return tc.compile(kernel.tc, kernel.entry, options, *inputs, backend="cpu")
+
+    default = build(None)  # the default options for these sizes
+    chosen = default.program.options
+    row: dict[str, Any] = {"sizes": sizes, "default_options": repr(chosen)}
     want = kernel.reference(*inputs)
+    refs = want if isinstance(want, (list, tuple)) else [want]
     for label, parallel in (("as chosen", None), ("serial", False)):
-        naive_o = MappingOptions("naive")
-        default_o = default.program.options.copy()
-        if parallel is False:
-            naive_o.cpuParallel(False)
-            default_o.cpuParallel(False)
-        options = [naive_o, default_o] + ([tuned] if tuned is not None and parallel is None
-                                          else [])
-        executors = [tc.compile(kernel.tc, kernel.entry, o, *inputs, backend="cpu")
-                     for o in options]
+        if parallel is None:
+            executors = [build(MappingOptions("naive")), default]
+            executors += [build(tuned)] if tuned is not None else []
+        else:
+            executors = [build(MappingOptions("naive").cpuParallel(False)),
+                         build(chosen.copy().cpuParallel(False))]
         for ex in executors:
             got = ex(*inputs)
             got = got if isinstance(got, (list, tuple)) else [got]
-            refs = want if isinstance(want, (list, tuple)) else [want]
             for g, r in zip(got, refs, strict=False):
                 torch.testing.assert_close(g.float(), r.float(), rtol=kernel.rtol * 10,
                                            atol=kernel.atol * 10)
