@@ -1,50 +1,52 @@
-"""Evaluating candidates: compiled in parallel workers, run and timed in isolated ones.
+"""Evaluating candidates: what every executor shares (one evaluation module, two executors).
 
 For each generation, :meth:`Evaluator.evaluate`
 
 1. rejects candidates the search space turns away before compiling;
-2. compiles the others in a pool of ``threads`` worker processes (the polyhedral
-   pipeline, then the back end's compiler: PoCL's build warms PoCL's on-disk cache for
-   the runner, NVRTC gives the registers), each under ``compile_timeout``; a compiled
-   program launching too few threads or using too much shared memory is rejected;
-3. runs the compiled candidates one at a time in a run worker per device (one for
-   PoCL's CPU device, one per GPU of ``devices``): a first run is compared with the
-   reference outputs (rtol/atol), then warm-up runs, then ``timing_runs`` timed runs
-   whose median is the candidate's time. A candidate whose first timed run is
-   ``prune_factor`` times slower than the best so far is pruned.
+2. compiles the others in parallel (the polyhedral pipeline, then the back end's
+   compiler: PoCL's build warms PoCL's on-disk cache for the runner, NVRTC gives the
+   registers), each under ``compile_timeout``; a compiled program launching too few
+   threads or using too much shared memory is rejected (:class:`CompileState`);
+3. runs the compiled candidates one at a time per device (:class:`RunState`): a first
+   run is compared with the reference outputs (rtol/atol), then warm-up runs, then
+   ``timing_runs`` timed runs whose median is the candidate's time. A candidate whose
+   first timed run is ``prune_factor`` times slower than the best so far is pruned.
 
 Compiling and running are separate phases so that no compilation competes with a
-timed run for the CPU. Every worker is a separate process (``forkserver`` context,
-whose server preloads torch and the compiler but never touches PoCL or CUDA, so no
-OpenCL or CUDA state is ever forked); a worker that crashes or does not answer
-within its timeout is killed, the candidate is recorded as invalid, and a fresh
-worker takes the next one. Each step of a run has its own deadline: building the
-program (``compile_timeout``), the first run, which includes PoCL's per-launch kernel
-compilation (``compile_timeout + run_timeout``), and each later run (``run_timeout``).
+timed run for the cores; a :class:`PhaseGate` shared by the evaluators of one job
+keeps it so when several definitions are tuned at once.
+
+The executors decide where the work runs:
+
+* :class:`autotuner.local.LocalEvaluator` (the default): worker processes on this
+  machine, ``threads`` compilers and one runner per device;
+* :class:`autotuner.ray_executor.RayEvaluator`: compiles as Ray tasks on any node of
+  a cluster, timings in one Ray actor per node (CPU targets) or per GPU.
+
+Both run the same worker-side code (:class:`CompileState`, :class:`RunState`, which
+talk through a ``conn`` with a ``send`` method) and read the replies with the same
+functions (:func:`compile_outcome`, :func:`run_outcome`). In both a worker that
+crashes or does not answer within its deadline is killed and replaced, and the
+candidate costs one outcome (``crash``, ``timeout``), never the tuning.
 
 Fault injection (for the tests): :data:`FAULTS` and the ``TC_AUTOTUNER_FAULTS``
 environment variable (a JSON list of the same dicts) make the workers crash, hang,
 compute a wrong result or run slowly for candidates whose serialized options match
-(see :func:`fault`).
-"""
+(see :func:`fault`)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import math
-import multiprocessing
 import os
-import queue
 import signal
 import statistics
-import sys
 import threading
 import time
-import traceback
-import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -53,7 +55,8 @@ from autotuner.space import SearchSpace, compiled_rejection
 from codegen.launch import CUDA_LIMITS, LaunchLimits
 from tc.options import MappingOptions
 
-__all__ = ["FAULTS", "CompileSpec", "Evaluator", "Outcome", "RunSpec", "fault"]
+__all__ = ["FAULTS", "Collect", "CompileSpec", "CompileState", "Compiled", "Evaluator", "Outcome",
+           "PhaseGate", "RunSpec", "RunState", "compile_outcome", "fault", "run_outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ class Outcome:
     time: float | None = None
     reason: str = ""
     times: tuple[float, ...] = ()
+    device: str = ""  # what the times were measured on (RunState.device_text)
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ class _Rejected(Exception):  # a compiled program the search space turns away
     pass
 
 
-class _CompileState:
+class CompileState:
     def __init__(self, spec: CompileSpec) -> None:
         from tc.lang.frontend import check_text
 
@@ -237,7 +241,7 @@ class _CompileState:
         conn.send(("ok", ex.artifact()))
 
 
-class _RunState:
+class RunState:
     def __init__(self, spec: RunSpec) -> None:
         from tc.arguments import bind
         from tc.lang.frontend import check_text
@@ -248,6 +252,14 @@ class _RunState:
         self.fn = check_text(spec.lang).functions[spec.entry]
         self.call = bind(self.fn, load_tensors(spec.inputs, spec.device))
         self.reference = load_tensors(spec.reference, "cpu")
+
+    def device_text(self) -> str:
+        """What this worker times on, as the cache key names it (the CPU model and cores,
+        or the GPU): timings are only compared between workers of the same text."""
+        from codegen.targets import get_target
+
+        index = self.call.device.index if self.call.device.type == "cuda" else None
+        return get_target(self.spec.backend).device_text(self.spec.arch, index)
 
     def _timed(self, ex) -> float:
         if self.call.device.type == "cuda":
@@ -295,180 +307,123 @@ class _RunState:
         conn.send(("done", tuple(times)))
 
 
-def _worker_main(conn) -> None:
-    """A worker process: set up from the first message, then answer jobs until "exit"."""
-    # Ctrl-C reaches the whole process group: the tuner decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    state, broken = None, None
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            if msg[0] == "exit":
-                return
-            if msg[0] == "setup":
-                spec = msg[1]
-                state = (_CompileState if isinstance(spec, CompileSpec) else _RunState)(spec)
-            elif broken is not None:
-                conn.send(("error", broken))
-            else:
-                state.handle(conn, *msg[1:])
-        except Exception as e:  # noqa: BLE001 - reported to the tuner, which goes on
-            text = f"{type(e).__name__}: {e}"
-            log.debug("worker error: %s", traceback.format_exc())
-            if msg[0] == "setup":
-                broken = f"worker setup failed: {text}"
-            else:
-                conn.send(("error", text))
+
+
+class Collect:
+    """A ``conn`` for the worker-side handlers that keeps the messages in a list (the
+    Ray executor returns them at once instead of streaming them through a pipe)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple] = []
+
+    def send(self, message: tuple) -> None:
+        self.messages.append(message)
 
 
 # ---------------------------------------------------------------------- tuner side
 
 
-class _Died(Exception):  # the worker process is gone
-    pass
-
-
-class _Timeout(Exception):  # the worker did not answer in time (it was killed)
-    pass
-
-
-class _Stopped(Exception):  # stop() turned true (the worker was killed)
-    pass
-
-
-def _context():
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" not in methods:
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    # Only effective before the server starts (once per process); the modules are
-    # imported, nothing is run, so the forked workers start without PoCL/CUDA state.
-    ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
-
-
-_MAIN_LOCK = threading.Lock()
-
-
-class _Worker:
-    """One worker process, (re)started on demand and set up with ``spec``."""
-
-    def __init__(self, spec: CompileSpec | RunSpec, name: str) -> None:
-        self.spec, self.name = spec, name
-        self.proc = None
-        self.conn = None
-        self.starts = 0
-
-    def _start(self) -> None:
-        ctx = _context()
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(child,), daemon=True,
-                           name=f"tc-tuner-{self.name}")
-        # A worker needs nothing of the __main__ module: hide it, so that a script
-        # calling the tuner is not run again in every worker (it would without an
-        # ``if __name__ == "__main__"`` guard). The lock keeps threads from
-        # interleaving the swap.
-        with _MAIN_LOCK:
-            main = sys.modules["__main__"]
-            sys.modules["__main__"] = types.ModuleType("__main__")
-            try:
-                proc.start()
-            finally:
-                sys.modules["__main__"] = main
-        child.close()
-        self.proc, self.conn = proc, parent
-        self.conn.send(("setup", self.spec))
-        self.starts += 1
-
-    def send(self, msg: tuple) -> None:
-        """Send a job, (re)starting the worker first when it is not running."""
-        for attempt in range(2):
-            if self.proc is None or not self.proc.is_alive():
-                self.kill()
-                self._start()
-            try:
-                self.conn.send(msg)
-                return
-            except (OSError, ValueError):  # it died just now: once more with a new one
-                code = self.kill()
-                if attempt:
-                    raise _Died(f"the worker died on start (exit code {code})") from None
-
-    def receive(self, timeout: float, stop: Callable[[], bool]) -> tuple:
-        """The next message; raises _Timeout, _Died or _Stopped (and kills the worker)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if stop():
-                self.kill()
-                raise _Stopped
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise _Timeout
-            try:
-                if self.conn.poll(min(left, 0.1)):
-                    return self.conn.recv()
-            except (EOFError, OSError):
-                code = self.kill()
-                raise _Died(f"the worker died (exit code {code})") from None
-
-    def kill(self) -> int | None:
-        """Stop the process now; returns its exit code."""
-        code = None
-        if self.proc is not None:
-            if self.proc.is_alive():
-                self.proc.kill()
-            self.proc.join(5)
-            code = self.proc.exitcode
-            self.proc = None
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        return code
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            try:
-                self.conn.send(("exit",))
-                self.proc.join(2)
-            except (OSError, ValueError):
-                pass
-        self.kill()
-
-
 @dataclass(frozen=True)
-class _Compiled:
+class Compiled:
+    """A candidate compiled in the first phase, waiting for its run."""
+
     index: int
     options: MappingOptions
     blob: bytes
 
 
+def compile_outcome(reply: tuple) -> Outcome | None:
+    """The outcome of a compile worker's reply; None when it compiled (``("ok", blob)``)."""
+    if reply[0] == "ok":
+        return None
+    if reply[0] == "rejected":
+        return Outcome("rejected", reason=reply[1])
+    return Outcome("compile_error", reason=reply[1])
+
+
+def run_outcome(reply: tuple, best: float | None, prune_factor: float,
+                device: str = "") -> Outcome | None:
+    """The outcome of a run worker's last message, None for a progress message
+    (``built``, ``checked``, ``warm``, ``time``)."""
+    kind = reply[0]
+    if kind in ("built", "checked", "warm", "time"):
+        return None
+    if kind == "done":
+        return Outcome("ok", statistics.median(reply[1]), times=tuple(reply[1]), device=device)
+    if kind == "pruned":
+        return Outcome("pruned", reason=f"first timed run {reply[1]:.3g} s, over "
+                       f"{prune_factor:g} x the best {best:.3g} s", times=(reply[1],),
+                       device=device)
+    return Outcome("wrong" if kind == "wrong" else "run_error", reason=reply[1])
+
+
+class PhaseGate:
+    """Keeps timed runs alone: any number of compile phases at once, or one run phase.
+
+    One gate is shared by every evaluator of a tuning job (``tc tune --untimed`` tunes
+    several definitions at once), so that no compilation of one definition competes
+    with a timed run of another for the cores. Run phases take precedence: once one
+    waits, new compile phases wait behind it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._compiling = 0
+        self._timing = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def compiling(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._timing and not self._waiting)
+            self._compiling += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._compiling -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._timing and not self._compiling)
+            self._waiting -= 1
+            self._timing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._timing = False
+                self._cond.notify_all()
+
+
 class Evaluator:
-    """Evaluates lists of candidate options for one problem (see the module docs).
+    """Evaluates lists of candidate options for one problem (see the module docs): the
+    part every executor shares. Subclasses (:class:`autotuner.local.LocalEvaluator`,
+    :class:`autotuner.ray_executor.RayEvaluator`) compile and run; this class rejects
+    before compiling, keeps the two phases apart (:class:`PhaseGate`) and tracks the
+    best candidate.
 
     Use as a context manager (or call :meth:`close`) so that the workers exit.
     """
 
-    def __init__(self, space: SearchSpace, compile_spec: CompileSpec, run_spec: RunSpec,
-                 *, threads: int = 1, devices: Sequence[str] = ("cpu",),
+    def __init__(self, space: SearchSpace, compile_spec: CompileSpec, run_spec: RunSpec, *,
                  compile_timeout: float = 120.0, run_timeout: float = 60.0,
-                 prune_factor: float = 100.0) -> None:
+                 prune_factor: float = 100.0, gate: PhaseGate | None = None) -> None:
         faults = tuple(_active_faults())
         self.space = space
+        self.compile_spec = replace(compile_spec, faults=faults)
+        self.run_spec = replace(run_spec, faults=faults)
         self.compile_timeout, self.run_timeout = compile_timeout, run_timeout
         self.prune_factor = prune_factor
-        self.compilers = [_Worker(replace(compile_spec, faults=faults), f"compile{i}")
-                          for i in range(max(1, threads))]
-        self.runners = [_Worker(replace(run_spec, device=d, faults=faults), f"run-{d}")
-                        for d in devices]
+        self.gate = gate or PhaseGate()
         # The fastest candidate so far (its compiled artefact, for the cache).
         self.best_time: float | None = None
         self.best_options: MappingOptions | None = None
         self.best_artifact: bytes | None = None
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def __enter__(self) -> Evaluator:
         return self
@@ -477,8 +432,18 @@ class Evaluator:
         self.close()
 
     def close(self) -> None:
-        for w in self.compilers + self.runners:
-            w.close()
+        """Release the workers."""
+
+    @property
+    def device(self) -> str:
+        """What the candidates are timed on ("" when the executor cannot tell)."""
+        return ""
+
+    def prune_above(self) -> float:
+        """The first timed run beyond which a candidate is pruned."""
+        with self.lock:
+            best = self.best_time
+        return math.inf if best is None else self.prune_factor * best
 
     def evaluate(self, candidates: Sequence[MappingOptions],
                  report: Callable[[int, Outcome], None],
@@ -487,7 +452,7 @@ class Evaluator:
         (none for those left when ``stop()`` turns true)."""
 
         def done(i: int, outcome: Outcome, artifact: bytes | None = None) -> None:
-            with self._lock:
+            with self.lock:
                 if outcome.time is not None and (self.best_time is None
                                                  or outcome.time < self.best_time):
                     self.best_time = outcome.time
@@ -496,107 +461,28 @@ class Evaluator:
                           outcome.reason)
                 report(i, outcome)
 
-        jobs: queue.Queue = queue.Queue()
+        jobs = []
         for i, options in enumerate(candidates):
             why = self.space.rejection(self.space.genome(options))
             if why is not None:
                 done(i, Outcome("rejected", reason=why))
             else:
-                jobs.put((i, options))
-        compiled: list[_Compiled] = []
-        self._drain(self.compilers, jobs,
-                    lambda w, job: self._compile(w, *job, compiled, done, stop), stop)
-        runs: queue.Queue = queue.Queue()
-        for c in sorted(compiled, key=lambda c: c.index):
-            runs.put(c)
-        self._drain(self.runners, runs,
-                    lambda w, c: done(c.index, self._run(w, c, stop), c.blob), stop)
+                jobs.append((i, options))
+        compiled: list[Compiled] = []
+        if jobs:
+            with self.gate.compiling():
+                self._compile_all(jobs, compiled, done, stop)
+        if compiled and not stop():
+            with self.gate.timing():
+                self._run_all(sorted(compiled, key=lambda c: c.index), done, stop)
 
-    @staticmethod
-    def _drain(workers: Sequence[_Worker], jobs: queue.Queue,
-               work: Callable[[_Worker, object], None], stop: Callable[[], bool]) -> None:
-        """Process ``jobs`` with one thread per worker (the caller's for a single one)."""
+    def _compile_all(self, jobs: list[tuple[int, MappingOptions]], compiled: list[Compiled],
+                     done: Callable[..., None], stop: Callable[[], bool]) -> None:
+        """Compile ``jobs``: append what compiled to ``compiled`` (under :attr:`lock`),
+        ``done(i, outcome)`` the others."""
+        raise NotImplementedError
 
-        def loop(worker: _Worker) -> None:
-            while not stop():
-                try:
-                    job = jobs.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    work(worker, job)
-                except _Stopped:
-                    return
-                except Exception:  # a bug here must not hang the other threads
-                    log.exception("autotuner: evaluating a candidate failed")
-
-        busy = workers[: max(1, min(len(workers), jobs.qsize()))]
-        if len(busy) == 1:
-            loop(busy[0])
-            return
-        threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in busy]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
-    def _compile(self, worker: _Worker, index: int, options: MappingOptions,
-                 compiled: list[_Compiled], done: Callable[[int, Outcome], None],
+    def _run_all(self, compiled: list[Compiled], done: Callable[..., None],
                  stop: Callable[[], bool]) -> None:
-        try:
-            clock = time.perf_counter()
-            worker.send(("compile", options.serialize()))
-            reply = worker.receive(self.compile_timeout, stop)
-            log.debug("compile %s: %s after %.3f s", worker.name, reply[0],
-                      time.perf_counter() - clock)
-        except _Timeout:
-            done(index, Outcome("timeout", reason=f"compiling took over "
-                                                  f"{self.compile_timeout:g} s"))
-            return
-        except _Died as e:
-            done(index, Outcome("crash", reason=f"while compiling: {e}"))
-            return
-        if reply[0] == "ok":  # reply[1]: the artefact (codegen.artifact)
-            with self._lock:
-                compiled.append(_Compiled(index, options, reply[1]))
-        elif reply[0] == "rejected":
-            done(index, Outcome("rejected", reason=reply[1]))
-        else:
-            done(index, Outcome("compile_error", reason=reply[1]))
-
-    def _run(self, worker: _Worker, c: _Compiled, stop: Callable[[], bool]) -> Outcome:
-        with self._lock:
-            best = self.best_time
-        prune_above = math.inf if best is None else self.prune_factor * best
-        try:
-            worker.send(("run", c.blob, c.options.serialize(), prune_above))
-        except _Died as e:
-            return Outcome("crash", reason=str(e))
-        step, times, clock = "sent", [], time.perf_counter()
-        while True:
-            timeout = {"sent": self.compile_timeout,
-                       "built": self.compile_timeout + self.run_timeout}.get(step,
-                                                                             self.run_timeout)
-            try:
-                reply = worker.receive(timeout, stop)
-                log.debug("run %s: %s after %.3f s", worker.name, reply[0],
-                          time.perf_counter() - clock)
-            except _Timeout:
-                return Outcome("timeout", reason=f"no answer within {timeout:g} s after "
-                                                 f"step '{step}'", times=tuple(times))
-            except _Died as e:
-                return Outcome("crash", reason=f"after step '{step}': {e}")
-            kind = reply[0]
-            if kind in ("built", "checked", "warm"):
-                step = kind
-            elif kind == "time":
-                step = "time"
-                times.append(reply[1])
-            elif kind == "done":
-                return Outcome("ok", statistics.median(reply[1]), times=tuple(reply[1]))
-            elif kind == "pruned":
-                return Outcome("pruned", reason=f"first timed run {reply[1]:.3g} s, over "
-                               f"{self.prune_factor:g} x the best {best:.3g} s",
-                               times=(reply[1],))
-            else:  # "wrong" or "error"
-                return Outcome("wrong" if kind == "wrong" else "run_error", reason=reply[1])
+        """Check and time ``compiled``: ``done(i, outcome, blob)`` each."""
+        raise NotImplementedError

@@ -21,6 +21,7 @@ returns the best options so far; a second Ctrl-C raises KeyboardInterrupt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -33,7 +34,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from autotuner.evaluate import CompileSpec, Evaluator, Outcome, RunSpec, save_tensors
+from autotuner.evaluate import CompileSpec, Outcome, RunSpec, save_tensors
+from autotuner.executors import Session, check_executor
 from autotuner.genetic import Generation, GeneticSearch, Scored
 from autotuner.space import SearchSpace, stage_points
 from polyhedral.promotion import DEFAULT_SHARED_LIMIT
@@ -74,6 +76,8 @@ class TunerSettings:
     rtol: float | None = None  # None: by the outputs' dtype (TOLERANCES)
     atol: float | None = None
     progress: bool = True
+    executor: str = "local"  # autotuner.executors.EXECUTORS
+    address: str | None = None  # the Ray cluster (None: a local Ray started on demand)
 
 
 def _int(name: str, value: object, minimum: int) -> int:
@@ -113,8 +117,9 @@ class TunerConfig:
     per GPU), ``tuner_min_launch_total_threads``; and beyond the original: ``seed``
     (reproducible searches), ``compile_timeout`` and ``run_timeout`` (seconds),
     ``warmup_runs`` and ``timing_runs``, ``prune_factor``, ``tolerances(rtol, atol)``
-    of the output check and ``progress`` (the progress bar). :attr:`settings` holds
-    the values.
+    of the output check, ``progress`` (the progress bar) and ``executor`` (where the
+    candidates are evaluated: this machine's processes, or a Ray cluster).
+    :attr:`settings` holds the values.
     """
 
     __slots__ = ("settings",)
@@ -198,6 +203,15 @@ class TunerConfig:
         return self._set(rtol=None if rtol is None else _number("rtol", rtol, 0),
                          atol=None if atol is None else _number("atol", atol, 0))
 
+    def executor(self, kind: str = "local", address: str | None = None) -> TunerConfig:
+        """Where candidates are compiled and timed: ``"local"`` (this machine's worker
+        processes, the default) or ``"ray"`` (compiles as Ray tasks on any node, timings
+        in one Ray actor per node or GPU; :mod:`autotuner.ray_executor`). ``address``
+        (Ray only): None starts a local Ray on demand; ``"auto"``, ``"host:port"`` or
+        ``"ray://host:port"`` connects to an existing cluster."""
+        kind, address = check_executor(kind, address)
+        return self._set(executor=kind, address=address)
+
     def progress(self, show: bool) -> TunerConfig:
         """Show a progress bar per generation (on a terminal)."""
         return self._set(progress=bool(show))
@@ -207,7 +221,11 @@ class TunerConfig:
         text = "TunerConfig()"
         for f in fields(TunerSettings):
             value = getattr(self.settings, f.name)
-            if value != getattr(default, f.name):
+            if f.name == "address" or value == getattr(default, f.name):
+                continue
+            if f.name == "executor" and self.settings.address is not None:
+                text += f".executor({value!r}, address={self.settings.address!r})"
+            else:
                 text += f".{f.name}({value!r})"
         return text
 
@@ -305,11 +323,12 @@ def _seconds(t: float | None) -> str:
     return "-" if t is None else f"{t * 1e3:.4g} ms"
 
 
-class _Interrupt:
-    """SIGINT sets a flag the search polls (main thread only); a second one raises."""
+class Interrupt:
+    """SIGINT sets ``flag``, which the searches poll (main thread only); a second one
+    raises KeyboardInterrupt."""
 
-    def __init__(self) -> None:
-        self.flag = threading.Event()
+    def __init__(self, flag: threading.Event | None = None) -> None:
+        self.flag = flag if flag is not None else threading.Event()
         self.previous = None
 
     def _handler(self, signum, frame) -> None:
@@ -319,7 +338,7 @@ class _Interrupt:
                     "(Ctrl-C again to abort)")
         self.flag.set()
 
-    def __enter__(self) -> _Interrupt:
+    def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handler)
         return self
@@ -335,9 +354,13 @@ class _Interrupt:
 def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None,
          tuner_config: TunerConfig | None = None, cache_filename: str | None = None,
          load_from_cache: bool = False, store_to_cache: bool = False,
-         backend: str | None = None, cache=None) -> TuningResult:
+         backend: str | None = None, cache=None, session: Session | None = None,
+         position: int | None = None) -> TuningResult:
     """:func:`autotune` with the whole story: see :class:`TuningResult`. ``cache`` is an
-    already open ``CompilationCache`` (instead of ``cache_filename``)."""
+    already open ``CompilationCache`` (instead of ``cache_filename``). ``session`` is
+    the :class:`~autotuner.executors.Session` of a job tuning several definitions
+    (its executor then replaces the config's, and its ``stop`` flag, set by the job's
+    Ctrl-C handler, ends the search); ``position`` places the progress bar."""
     from tc.api import TC
     from tc.backend import get_backend
 
@@ -383,16 +406,22 @@ def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None
                            min(settings.number_elites, settings.pop_size - 1), settings.seed)
     generations: list[Generation] = []
 
-    with _Interrupt() as interrupt, Evaluator(
+    with contextlib.ExitStack() as stack:
+        if session is None:  # a job of one definition: its own session and Ctrl-C handler
+            session = stack.enter_context(Session(settings.executor, settings.address))
+            stack.enter_context(Interrupt(session.stop))
+        stopped = session.stop
+        evaluator = stack.enter_context(session.evaluator(
             space, compile_spec, run_spec, threads=settings.threads,
             devices=_run_devices(call, settings), compile_timeout=settings.compile_timeout,
-            run_timeout=settings.run_timeout, prune_factor=settings.prune_factor) as evaluator:
+            run_timeout=settings.run_timeout, prune_factor=settings.prune_factor))
 
         def evaluate(candidates: Sequence[MappingOptions],
                      report: Callable[[int, Outcome], None]) -> None:
             desc = f"tuning {entry_point}: generation {len(generations) + 1}/" \
                    f"{settings.generations}"
-            with tqdm(total=len(candidates), desc=desc, unit="candidate", leave=True,
+            with tqdm(total=len(candidates), desc=desc, unit="candidate",
+                      leave=position is None, position=position,
                       disable=not settings.progress or None) as bar:
 
                 def progress(i: int, outcome: Outcome) -> None:
@@ -400,7 +429,7 @@ def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None
                     bar.update(1)
                     bar.set_postfix(best=_seconds(evaluator.best_time), refresh=False)
 
-                evaluator.evaluate(candidates, progress, interrupt.flag.is_set)
+                evaluator.evaluate(candidates, progress, stopped.is_set)
 
         def on_generation(g: Generation) -> None:
             generations.append(g)
@@ -411,17 +440,23 @@ def tune(lang: str, entry_point: str, *inputs: Any, starting_options: Any = None
                      _seconds(g.best.time if g.best else None),
                      g.best.options if g.best else None)
 
-        best = search.run(starting, evaluate, interrupt.flag.is_set, on_generation)
+        best = search.run(starting, evaluate, stopped.is_set, on_generation)
         artifact = evaluator.best_artifact if best is not None and \
             evaluator.best_options == best.options else None
+        timed_on = evaluator.device
     candidates = tuple(search.history.values())
     result = TuningResult(None if best is None else best.options.copy(),
-                          None if best is None else best.time, False, interrupt.flag.is_set(),
+                          None if best is None else best.time, False, stopped.is_set(),
                           candidates, tuple(generations))
     if store_to_cache and cache is not None and best is not None:
         ranked = sorted((c for c in candidates if c.time is not None), key=lambda c: c.time)
-        from autotuner.cache import KEEP
+        from autotuner.cache import KEEP, CacheKey
 
+        if timed_on and timed_on != key.device:
+            # Timed on a cluster's nodes: the kernels are for the machines they were
+            # timed on, which the key names (a script run there finds them).
+            key = CacheKey.create(key.canonical, key.entry, key.signature, key.backend,
+                                  timed_on, key.versions)
         for rank, c in enumerate(ranked[:KEEP]):
             cache.store(key, c.options, c.outcome.times, artifact if rank == 0 else None)
         log.info("%s: stored the %d best options in %s", entry_point, min(KEEP, len(ranked)),

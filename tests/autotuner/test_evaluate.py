@@ -11,7 +11,8 @@ import torch
 
 import tc
 from autotuner import evaluate
-from autotuner.evaluate import CompileSpec, Evaluator, Outcome, RunSpec, mismatch, save_tensors
+from autotuner.evaluate import CompileSpec, Outcome, RunSpec, mismatch, save_tensors
+from autotuner.local import LocalEvaluator as Evaluator
 from autotuner.space import SearchSpace
 from tc.options import MappingOptions
 
