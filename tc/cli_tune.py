@@ -67,6 +67,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             getattr(config, name)(value)
     if args.devices:
         config.devices(args.devices)
+    config.executor(args.executor, args.address)
     from codegen.targets import get_target
 
     device = get_target(args.backend).device_type
@@ -120,6 +121,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--backend", choices=target_names(), default="cpu",
                    help="cpu: C + OpenMP (default); opencl: the GPU kernels on PoCL; "
                         "cuda: the GPU")
+    t.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where candidates are compiled and timed: local worker processes "
+                        "(default) or a Ray cluster (pip install 'tc[ray]')")
+    t.add_argument("--address", help="with --executor ray: the cluster ('auto', host:port "
+                   "or ray://host:port; default: a local Ray started for this job)")
     t.add_argument("--cache", metavar="FILE", help="the compilation cache file (default: "
                    "the user cache directory's, with --load or --store)")
     t.add_argument("--load", action="store_true", help="return the cached options when the "
