@@ -459,8 +459,10 @@ class CompilationCache:
               artifact: bytes | None = None) -> None:
         """Record ``options`` for ``key`` with their measured ``times`` (seconds; empty for
         a kernel stored as compiled, which ranks after every timed entry) and the
-        compiled ``artifact`` (kept from an earlier store when None). Only the
-        :data:`KEEP` best option sets of a key are kept."""
+        compiled ``artifact`` (kept from an earlier store when None). Storing untimed
+        options that the key holds with measured times keeps those times (and replaces
+        the artefact when one is given). Only the :data:`KEEP` best option sets of a
+        key are kept."""
         if not isinstance(options, MappingOptions):
             raise TcOptionsError("store() needs tc.MappingOptions")
         row = _row(key, options.serialize(), _check_times(times), artifact)
@@ -570,7 +572,11 @@ def _upsert(conn: sqlite3.Connection, rows: list[tuple]) -> None:
         "INSERT INTO entries (digest, options, " + ", ".join(_KEY_FIELDS) + ", times, median, "
         "artifact, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (digest, options) DO UPDATE SET entry = excluded.entry, "
-        "times = excluded.times, median = excluded.median, "
+        # An untimed row (a kernel stored as compiled) keeps the measured times of the
+        # same options: a script compiling tuned options must not erase their tuning.
+        "times = CASE WHEN excluded.times = '[]' THEN entries.times ELSE excluded.times END, "
+        "median = CASE WHEN excluded.times = '[]' THEN entries.median "
+        "ELSE excluded.median END, "
         "artifact = COALESCE(excluded.artifact, entries.artifact), updated = excluded.updated",
         rows)
     for digest in {r[0] for r in rows}:

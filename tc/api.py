@@ -298,7 +298,9 @@ class TC:
 
     def options_for(self, fn: ir.Function, call: BoundCall) -> MappingOptions:
         """The mapping options of an entry point for a call's signature: asked of the
-        options factory once per signature; without a factory, the target's default
+        options factory once per signature; without a factory, the tuned options of
+        the compilation cache (``cache=``) for exactly this signature when it holds
+        some (:meth:`_tuned`), else the target's default
         (:func:`tc.defaults.default_options`), chosen once per signature class from
         the first call's sizes, so that a kernel compiled for every size serves the
         later batch sizes too."""
@@ -309,7 +311,9 @@ class TC:
                 from codegen.executor import signature_class
 
                 wide = (fn.name, "default", signature_class(call.signature()))
-                opts = self._options.get(wide)
+                opts = self._tuned(fn, call)
+                if opts is None:
+                    opts = self._options.get(wide)
                 if opts is None:
                     opts = self._options[wide] = self._default(fn, call)
             else:
@@ -320,6 +324,35 @@ class TC:
                         "tc.MappingOptions")
             self._options[key] = opts
         return opts
+
+    def _tuned(self, fn: ir.Function, call: BoundCall) -> MappingOptions | None:
+        """The best options of the compilation cache for this exact call when they were
+        tuned (a timed entry: ``tc.autotune(..., store_to_cache=True)`` or ``python -m
+        tc tune --untimed``), else None. Untimed entries (kernels stored as compiled
+        with the default options) and other sizes do not count."""
+        from tc.backend import CompiledBackend
+
+        function = self._functions.get(fn.name)
+        if self.cache is None or function is None or function.ir is not fn:
+            return None
+        from autotuner.cache import cache_key
+
+        try:
+            pick = getattr(self.backend, "pick", None)  # backend=None: by the call's device
+            backend = pick(call) if pick is not None else self.backend
+            if not isinstance(backend, CompiledBackend):
+                return None
+            key = cache_key(function.canonical, fn.name, call, backend.name, backend.arch)
+        except TcError as e:  # the default path reports what is wrong with the call
+            _log.debug("compilation cache not consulted for the options of %s: %s", fn.name,
+                       e)
+            return None
+        best = self.cache.best(key)
+        if best is None or not best.timed:
+            return None
+        _log.info("tuned options of %s for %s from %s", fn.name, call.signature()[:-1],
+                  self.cache.path)
+        return best.options.copy()
 
     def _default(self, fn: ir.Function, call: BoundCall) -> MappingOptions:
         from tc.defaults import default_options
@@ -376,7 +409,10 @@ def define(lang: str, options_factory: OptionsFactory | None = None, *,
     ``cache`` (True for the default file, a path, or an
     ``autotuner.cache.CompilationCache``) is an on-disk compilation cache that the
     kernels of this text, and of the backwards derived from it, are loaded from and
-    stored into: a second process with the same cache compiles nothing. Without it, a
+    stored into: a second process with the same cache compiles nothing. Without an
+    options factory, a call whose key the cache holds tuned options for (stored by
+    ``tc.autotune(..., store_to_cache=True)`` or ``python -m tc tune --untimed``) runs
+    with them instead of the default options. Without ``cache``, a
     factory with a ``cache`` attribute (as from
     :func:`make_load_from_cache_options_factory`) lends its cached kernels read-only.
 

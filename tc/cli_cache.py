@@ -35,12 +35,15 @@ def _seconds(t: float) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     cache = _open(args)
-    rows = [(k.digest[:DIGEST_WIDTH], k.entry, k.signature, k.backend, _seconds(m), str(n))
-            for k, m, n in cache.summary()]
+    from autotuner.cache import UNTIMED
+
+    # TUNED: whether the key has a timed entry (its best median is a measured time).
+    rows = [(k.digest[:DIGEST_WIDTH], k.entry, k.signature, k.backend, _seconds(m),
+             "yes" if m < UNTIMED else "no", str(n)) for k, m, n in cache.summary()]
     if not rows:
         print(f"no entries in {cache.path}")
         return 0
-    head = ("KEY", "ENTRY", "SIGNATURE", "BACKEND", "BEST", "OPTIONS")
+    head = ("KEY", "ENTRY", "SIGNATURE", "BACKEND", "BEST", "TUNED", "OPTIONS")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -95,8 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="the cache file")
     cs = p.add_subparsers(dest="cache_command", required=True)
     cs.add_parser("list", parents=[common], help="one line per key: digest prefix, "
-                  "entry, signature, backend, best median time, number of options"
-                  ).set_defaults(func=cmd_list)
+                  "entry, signature, backend, best median time, whether it is tuned, "
+                  "number of options").set_defaults(func=cmd_list)
     s = cs.add_parser("show", parents=[common], help="a key's options and measured times")
     s.add_argument("key", metavar="KEY", help="the key's digest or a unique prefix of it")
     s.set_defaults(func=cmd_show)

@@ -6,6 +6,9 @@ the native CPU target by default, PoCL with ``--backend opencl``, the GPU with
 as JSON (the text ``--options`` and ``MappingOptions.deserialize`` read) on stdout;
 the search's log goes to stderr. ``--store`` keeps the result in the compilation
 cache, ``--load`` returns the cached options without tuning when there are some.
+
+``python -m tc tune --untimed [--cache FILE]`` tunes instead every untimed entry of the
+cache, what a script run with ``tc.define(..., cache=)`` compiled (:mod:`tc.cli_untimed`).
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import torch
 
 from tc.errors import TcError
+
+if TYPE_CHECKING:
+    from autotuner.tuner import TunerConfig
 
 
 def random_inputs(fn, sizes: dict[str, int], device: str, seed: int = 0) -> list[torch.Tensor]:
@@ -41,11 +48,35 @@ def random_inputs(fn, sizes: dict[str, int], device: str, seed: int = 0) -> list
     return out
 
 
+def tuner_config(args: argparse.Namespace) -> TunerConfig:
+    """The ``TunerConfig`` of the command line's options."""
+    from autotuner.tuner import TunerConfig
+
+    config = (TunerConfig().generations(args.generations).pop_size(args.pop_size)
+              .number_elites(min(args.elites, args.pop_size - 1)))
+    for name in ("threads", "seed", "run_timeout", "compile_timeout",
+                 "tuner_min_launch_total_threads"):
+        value = getattr(args, name)
+        if value is not None:
+            getattr(config, name)(value)
+    if args.devices:
+        config.devices(args.devices)
+    config.executor(args.executor, args.address)
+    return config
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
-    from autotuner.tuner import TunerConfig, tune
+    from autotuner.tuner import tune
     from tc.cli import _entry, _options, _read, parse_sizes
     from tc.lang.frontend import check_text
 
+    if args.untimed:
+        from tc.cli_untimed import cmd_untimed
+
+        return cmd_untimed(args, tuner_config(args))
+    if args.file is None or args.sizes is None:
+        raise TcError("tune: give a TC FILE and --sizes (e.g. --sizes M=64,N=32), or "
+                      "--untimed to tune the untimed entries of the compilation cache")
     lang = _read(args.file)
     checked = check_text(lang)
     entry = _entry(checked, args.entry)
@@ -58,16 +89,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                       f"({', '.join(fn.size_names) or 'none'}); "
                       + (f"unknown: {', '.join(unknown)}" if unknown else
                          f"missing: {', '.join(missing)}"))
-    config = (TunerConfig().generations(args.generations).pop_size(args.pop_size)
-              .number_elites(min(args.elites, args.pop_size - 1)))
-    for name in ("threads", "seed", "run_timeout", "compile_timeout",
-                 "tuner_min_launch_total_threads"):
-        value = getattr(args, name)
-        if value is not None:
-            getattr(config, name)(value)
-    if args.devices:
-        config.devices(args.devices)
-    config.executor(args.executor, args.address)
+    config = tuner_config(args)
     from codegen.targets import get_target
 
     device = get_target(args.backend).device_type
@@ -97,10 +119,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``tune`` on the top-level subparsers."""
     t = sub.add_parser("tune", help="autotune the mapping options of a definition and print "
                        "the best (JSON)")
-    t.add_argument("file", metavar="FILE", help="TC text file ('-' for stdin)")
+    t.add_argument("file", metavar="FILE", nargs="?", help="TC text file ('-' for stdin); "
+                   "none with --untimed")
     t.add_argument("--entry", help="the definition (needed when the file has several)")
-    t.add_argument("--sizes", required=True, help="every size of the definition, e.g. "
-                   "M=64,K=32,N=48 (the inputs are random)")
+    t.add_argument("--sizes", help="every size of the definition, e.g. "
+                   "M=64,K=32,N=48 (the inputs are random; needed without --untimed)")
+    t.add_argument("--untimed", action="store_true", help="tune every untimed entry of the "
+                   "cache (what a script run with tc.define(..., cache=) compiled) at its "
+                   "stored signature and target, several definitions at once, and store "
+                   "the results under the same keys")
+    t.add_argument("--in-flight", type=int, default=2, dest="in_flight",
+                   help="with --untimed: definitions tuned at once (default 2)")
     t.add_argument("--generations", type=int, default=5, help="generations (default 5)")
     t.add_argument("--pop-size", type=int, default=10, dest="pop_size",
                    help="candidates per generation (default 10)")
