@@ -168,8 +168,8 @@ def check_shell(b: Block) -> None:
             except SystemExit as e:
                 raise AssertionError(f"{b.where}: {shlex.join(words)} does not parse") from e
             files = list(getattr(args, "files", None) or [])
-            if args.command in ("explain", "grad", "tune"):
-                files.append(args.file)
+            if args.command in ("explain", "grad", "tune") and args.file is not None:
+                files.append(args.file)  # (tune --untimed takes none)
             for f in files:
                 assert f == "-" or (ROOT / f).is_file(), f"{b.where}: no file {f}"
         elif words[1].endswith(".py"):
