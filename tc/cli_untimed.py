@@ -65,7 +65,10 @@ def cmd_untimed(args: argparse.Namespace, config: TunerConfig) -> int:
         return 0
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    results = tune_untimed(cache, config, max_in_flight=args.in_flight, seed=args.seed)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # log lines above the progress bars, not through them
+        results = tune_untimed(cache, config, max_in_flight=args.in_flight, seed=args.seed)
     for line in result_table(results):
         print(line)
     tuned = sum(r.status == "tuned" for r in results)
