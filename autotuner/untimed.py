@@ -28,7 +28,8 @@ Traps:
   (valid into any dimension), as ``python -m tc tune`` does; booleans are 0 or 1.
 * several definitions are in flight at once (``max_in_flight`` threads, each calling
   :func:`autotuner.tuner.tune`); they share one :class:`~autotuner.executors.Session`,
-  whose phase gate keeps every timing alone on the machine while the others compile.
+  whose phase gate lets their compiles run together but keeps every timed run alone
+  (no compile and no other timing meanwhile), so timings stay comparable.
 * Ctrl-C (the session's ``stop`` flag) ends every search after its candidates in
   flight: the keys being tuned store their best so far (status ``interrupted``), the
   keys not started are reported ``not run``.
