@@ -135,7 +135,8 @@ def tuned(tmp_path_factory):
 # ---------------------------------------------------------------------- keys and calls
 
 
-def test_the_script_leaves_one_untimed_key_per_definition_and_signature(script_cache) -> None:
+def test_the_script_leaves_one_untimed_key_per_definition_and_signature(script_cache,
+                                                                        caplog) -> None:
     keys = untimed_keys(script_cache)
     signatures = sorted((k.entry, k.signature) for k in keys)
     assert signatures == [
@@ -146,6 +147,13 @@ def test_the_script_leaves_one_untimed_key_per_definition_and_signature(script_c
     ]
     assert {k.backend for k in keys} == {"cpu"} and skipped_keys(script_cache) == []
     assert all(not e.timed for k in keys for e in script_cache.lookup(k))
+    # Untimed entries are no tuned options: a second run keeps the default ones.
+    with caplog.at_level(logging.INFO, logger="tc"):
+        T = run_script(script_cache)
+    assert caplog.text.count("loaded ") == 4 and "tuned options" not in caplog.text
+    stored = {(k.entry, k.signature): script_cache.best(k).options for k in keys}
+    used = {(k[0], _signature(k[1])): o for k, o in T._options.items() if len(k) == 2}
+    assert used == stored
 
 
 def test_a_call_rebuilt_from_a_key_has_that_very_key(script_cache) -> None:
@@ -231,8 +239,8 @@ def test_the_next_run_of_the_script_loads_the_tuned_kernels(tuned, caplog) -> No
     assert log.count("loaded ") == 4 and "compiling" not in log  # nothing compiled
     assert log.count("tuned options of") == 4
     for r in results:
-        (options,) = [o for (name, sig), o in T._options.items()
-                      if name == r.key.entry and _signature(sig) == r.key.signature]
+        (options,) = [o for k, o in T._options.items() if len(k) == 2
+                      and k[0] == r.key.entry and _signature(k[1]) == r.key.signature]
         assert options == r.options  # the tuned options, not the default ones
     assert untimed_keys(cache) == []  # and the run left them tuned
 
