@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet torch==2.13.0
-	$(VPY) -m pip install --quiet -e '.[dev,mlir]'
+	$(VPY) -m pip install --quiet -e '.[dev,mlir,ray]'
 	touch $(STAMP)
 
 demo: setup
