@@ -222,3 +222,41 @@ def test_tune_on_a_local_ray_from_the_command_line(tmp_path) -> None:
     listing = subprocess.run([sys.executable, "-m", "tc", "cache", "list"], capture_output=True,
                              text=True, timeout=120, env=env)
     assert "mm" in listing.stdout and "untimed" not in listing.stdout
+
+
+SCRIPT = """
+def mm(float(M, K) A, float(K, N) B) -> (C) { C(m, n) +=! A(m, k) * B(k, n) }
+def axpy(float(N) x, float(N) y) -> (z) { z(i) = 2 * x(i) + y(i) }
+"""
+
+
+def _script(cache) -> None:
+    """A "training script": each definition called once, on the CPU target, checked."""
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(6, 4, generator=g), torch.randn(4, 3, generator=g)
+    x, y = torch.randn(17, generator=g), torch.randn(17, generator=g)
+    T = tc.define(SCRIPT, backend="cpu", cache=cache)
+    torch.testing.assert_close(T.mm(a, b), a @ b)
+    torch.testing.assert_close(T.axpy(x, y), 2 * x + y)
+
+
+def test_untimed_entries_of_a_script_tuned_on_the_cluster(cluster, tmp_path) -> None:
+    from autotuner.cache import CompilationCache
+    from autotuner.executors import Session
+    from autotuner.untimed import tune_untimed, untimed_keys
+
+    cache = CompilationCache(tmp_path / "script.sqlite")
+    _script(cache)
+    keys = untimed_keys(cache)
+    assert sorted(k.entry for k in keys) == ["axpy", "mm"]
+    config = (TunerConfig().generations(1).pop_size(3).seed(0).progress(False)
+              .executor("ray", "auto"))
+    with Session("ray", "auto") as session:
+        results = tune_untimed(cache, config, session=session, max_in_flight=2)
+    assert [r.status for r in results] == ["tuned", "tuned"], [r.reason for r in results]
+    assert untimed_keys(cache) == []
+    for key in keys:  # stored under the script's own keys, with the kernel
+        best = cache.best(key)
+        assert best.timed and best.artifact is not None
+    _script(cache)  # the next run of the script, on the tuned kernels
+    assert untimed_keys(cache) == []
