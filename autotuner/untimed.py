@@ -395,6 +395,11 @@ def tune_untimed(cache: CompilationCache, config: TunerConfig | None = None, *,
             if session is None:
                 session = stack.enter_context(Session(settings.executor, settings.address))
                 stack.enter_context(Interrupt(session.stop))
+            if session.executor == "ray":
+                # Connect here, in the calling thread, not in a tuning thread: Ray's
+                # init wants the main thread (its signal handlers), and a cluster that
+                # cannot be reached is one error, not one per key.
+                session.pool()
             results.update(_run(todo, cache, config, session, max_in_flight, seed))
     return [results[i] for i in range(len(candidates))]
 
