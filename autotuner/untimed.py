@@ -188,9 +188,10 @@ def entry_text(key: CacheKey) -> str:
 
 def _pair_names(ours, theirs, names: dict[str, str]) -> bool:
     """Walk two IR trees of the same shape side by side, recording in ``names`` which
-    name of ``ours`` is which of ``theirs``; False when they differ in shape or the
-    pairing is not one-to-one. Size expressions (``Sym``, sorted by name) are not
-    walked: the caller checks the renamed IR for equality anyway."""
+    name of ``ours`` is which of ``theirs``; False when they differ in shape or a name
+    of ``ours`` meets two of ``theirs`` (the caller checks the other direction). Size
+    expressions (``Sym``, sorted by name) are not walked: the caller checks the renamed
+    IR for equality anyway."""
     from tc.ir.sym import Sym
 
     def pair(a: str, b: str) -> bool:
