@@ -439,6 +439,16 @@ class Evaluator:
         """What the candidates are timed on ("" when the executor cannot tell)."""
         return ""
 
+    def step_timeout(self, step: str) -> float:
+        """Seconds a run worker may take after its message ``step`` ("sent": the job):
+        building the program, then the first run, which includes PoCL's per-launch
+        kernel compilation, then each later run."""
+        if step == "sent":
+            return self.compile_timeout
+        if step == "built":
+            return self.compile_timeout + self.run_timeout
+        return self.run_timeout
+
     def prune_above(self) -> float:
         """The first timed run beyond which a candidate is pruned."""
         with self.lock:

@@ -282,9 +282,7 @@ class LocalEvaluator(Evaluator):
             return Outcome("crash", reason=str(e))
         step, times, clock = "sent", [], time.perf_counter()
         while True:
-            timeout = {"sent": self.compile_timeout,
-                       "built": self.compile_timeout + self.run_timeout}.get(step,
-                                                                             self.run_timeout)
+            timeout = self.step_timeout(step)
             try:
                 reply = worker.receive(timeout, stop)
                 log.debug("run %s: %s after %.3f s", worker.name, reply[0],

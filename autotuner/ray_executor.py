@@ -30,7 +30,9 @@ only with times of the same device, and the cache entry names that device.
 **Faults.** A task or actor lost mid-candidate (its worker crashed, its node died)
 costs nothing the first time: the candidate is retried once, on another node or actor
 when there is one, then recorded as ``crash``. A candidate that does not answer in time
-is cancelled (its worker killed) and recorded as ``timeout``. A lost or killed actor is
+is cancelled (its worker killed) and recorded as ``timeout``: a compile after
+``compile_timeout``, a run after each step's deadline, as with the local workers (the
+actor streams its messages: built, checked, each timed run). A lost or killed actor is
 replaced, on another node of the same machine if its node is gone. Ctrl-C sets the
 job's stop flag: tasks in flight are cancelled, the best so far is returned, and
 :meth:`RayPool.close` kills the actors (and stops a Ray it started).
@@ -107,6 +109,28 @@ def _loopback(ray) -> Iterator[None]:
         ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
+#: Seconds to reach a cluster's address before Ray's own (minutes-long) retries.
+CONNECT_TIMEOUT = 10.0
+
+
+def _reachable(address: str) -> None:
+    """A :class:`TcBackendError` now, rather than Ray retrying for minutes, when nothing
+    answers at a ``host:port`` or ``ray://host:port`` address (``auto`` is Ray's)."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise TcBackendError(
+            f"no Ray cluster answers at {address!r} ({e}): start one (`ray start --head` "
+            "on its head node), check the address, or use executor('ray') without an "
+            "address for a local Ray") from None
+
+
 # ---------------------------------------------------------------------- worker side
 
 _STATES: collections.OrderedDict = collections.OrderedDict()  # explicit cache, per worker
@@ -165,16 +189,35 @@ class _TimingActor:
                 get_target(self.backend).device_text(None, index), self.threads)
 
     def run(self, key: str, spec: RunSpec, blob: bytes, options_json: str,
-            prune_above: float) -> list[tuple]:
+            prune_above: float) -> Iterator[tuple]:
+        """The run worker's messages, streamed as they come (a generator method: the
+        driver gives each step its own deadline, as with the local workers)."""
+        import queue
+
         import torch
 
-        try:
-            state = _state(key, lambda: RunState(replace(spec, device=self.device)))
-        except Exception as e:  # noqa: BLE001
-            return [("error", f"worker setup failed: {type(e).__name__}: {e}")]
-        # Ray starts workers with one OpenMP thread; a timing has the whole machine.
-        torch.set_num_threads(self.threads)
-        return _answer(lambda conn: state.handle(conn, blob, options_json, prune_above))
+        messages: queue.SimpleQueue = queue.SimpleQueue()
+        end = object()
+
+        class Stream:
+            send = messages.put
+
+        def work() -> None:
+            try:
+                state = _state(key, lambda: RunState(replace(spec, device=self.device)))
+                # Ray starts workers with one OpenMP thread (a per-thread setting, so set
+                # in the thread that runs the kernels); a timing has the whole machine.
+                torch.set_num_threads(self.threads)
+                state.handle(Stream, blob, options_json, prune_above)
+            except Exception as e:  # noqa: BLE001 - reported to the driver, which goes on
+                log.debug("worker error: %s", traceback.format_exc())
+                messages.put(("error", f"{type(e).__name__}: {e}"))
+            finally:
+                messages.put(end)
+
+        threading.Thread(target=work, daemon=True).start()
+        while (message := messages.get()) is not end:
+            yield message
 
 
 # ---------------------------------------------------------------------- the cluster
@@ -206,6 +249,7 @@ class RayPool:
                 log.info("ray: started a local Ray at %s",
                          ray.get_runtime_context().gcs_address)
             else:
+                _reachable(address)
                 ray.init(address=address, **common)
             self.started = True
         self._compile_task = ray.remote(num_cpus=1, max_retries=0)(_compile)
@@ -282,7 +326,7 @@ class RayPool:
         """The timing actors of ``backend`` (started on first call): one per GPU, or
         one per machine."""
         with self._lock:
-            if backend not in self._slots:
+            if not self._slots.get(backend):  # none yet, or all discarded
                 if gpu:
                     gpus = int(self.ray.cluster_resources().get("GPU", 0))
                     if not gpus:
@@ -316,6 +360,14 @@ class RayPool:
                 slots.append(new)
             return new
 
+    def discard(self, backend: str, slot: _Slot) -> None:
+        """Kill ``slot``'s actor without a replacement (the job is stopping)."""
+        with contextlib.suppress(Exception):
+            self.ray.kill(slot.actor, no_restart=True)
+        with self._lock:
+            if slot in self._slots.get(backend, []):
+                self._slots[backend].remove(slot)
+
     def close(self) -> None:
         """Kill the actors; stop Ray if this pool started it."""
         with self._lock:
@@ -343,6 +395,9 @@ class _Flight:
     deadline: float
     compiled: Compiled | None = None
     slot: _Slot | None = None
+    step: str = "sent"  # the run's last message
+    timeout: float = 0.0  # the current step's
+    times: tuple[float, ...] = ()
 
 
 class RayEvaluator(Evaluator):
@@ -354,7 +409,9 @@ class RayEvaluator(Evaluator):
         self.pool, self.ray = pool, pool.ray
         self.key = uuid.uuid4().hex
         self.backend = run_spec.backend
-        self.gpu = run_spec.device.startswith("cuda")
+        from codegen.targets import get_target
+
+        self.gpu = get_target(self.backend).device_type == "cuda"
         slots = pool.slots(self.backend, self.gpu)
         by_device = collections.Counter(s.device for s in slots)
         self._device = max(by_device, key=lambda d: (by_device[d], d))
@@ -450,9 +507,7 @@ class RayEvaluator(Evaluator):
 
     def _run_all(self, compiled, done, stop) -> None:
         pending = collections.deque((c, 0, None) for c in compiled)
-        flights: dict = {}
-        per_run = self.compile_timeout + self.run_timeout * (
-            self.run_spec.warmup_runs + self.run_spec.timing_runs + 1)
+        flights: dict = {}  # the actor's message stream -> what it runs
         try:
             while (pending or flights) and not stop():
                 idle = [s for s in self._timing_slots()
@@ -465,30 +520,39 @@ class RayEvaluator(Evaluator):
                     c, attempt, avoid = pending.popleft()
                     idle.sort(key=lambda s: s.host == avoid)
                     slot = idle.pop(0)
-                    ref = slot.actor.run.remote(self.key, self._run_ref, c.blob,
-                                                c.options.serialize(), self.prune_above())
-                    flights[ref] = _Flight(c.index, c.options, attempt, slot.host,
-                                           time.monotonic() + per_run, c, slot)
+                    stream = slot.actor.run.options(num_returns="streaming").remote(
+                        self.key, self._run_ref, c.blob, c.options.serialize(),
+                        self.prune_above())
+                    timeout = self.step_timeout("sent")
+                    flights[stream] = _Flight(c.index, c.options, attempt, slot.host,
+                                              time.monotonic() + timeout, c, slot,
+                                              timeout=timeout)
                 ready, _ = self.ray.wait(list(flights), num_returns=1, timeout=0.1)
-                for ref in ready:
-                    f = flights.pop(ref)
-                    self._ran(ref, f, pending, done)
+                for stream in ready:
+                    if self._step(stream, flights[stream], pending, done):
+                        del flights[stream]
                 now = time.monotonic()
-                for ref, f in list(flights.items()):
+                for stream, f in list(flights.items()):
                     if now > f.deadline:
-                        flights.pop(ref)
+                        del flights[stream]
                         self.pool.replace(self.backend, f.slot)
                         done(f.index, Outcome("timeout", reason=f"no answer within "
-                                                                f"{per_run:g} s"),
+                                                                f"{f.timeout:g} s after step "
+                                                                f"'{f.step}'", times=f.times),
                              f.compiled.blob)
         finally:
-            for f in flights.values():  # stopped mid-run: the actor is replaced
-                self.pool.replace(self.backend, f.slot)
+            for f in flights.values():  # stopped mid-run: the job ends, the actor goes
+                self.pool.discard(self.backend, f.slot)
 
-    def _ran(self, ref, f: _Flight, pending, done) -> None:
+    def _step(self, stream, f: _Flight, pending, done) -> bool:
+        """Read the next message of a run; True when the run is over."""
         try:
-            messages = self.ray.get(ref)
-        except Exception as e:  # noqa: BLE001
+            message = self.ray.get(next(stream))
+        except StopIteration:
+            done(f.index, Outcome("run_error", reason=f"the run ended after step '{f.step}'"),
+                 f.compiled.blob)
+            return True
+        except Exception as e:  # noqa: BLE001 - the actor is lost
             lost = self._lost(e)
             self.pool.replace(self.backend, f.slot)
             if lost and f.attempt == 0:
@@ -497,15 +561,21 @@ class RayEvaluator(Evaluator):
                          type(e).__name__)
                 pending.append((f.compiled, 1, f.where))
             else:
-                done(f.index, Outcome("crash", reason=f"while running: {_brief(e)}"),
+                done(f.index, Outcome("crash", reason=f"after step '{f.step}': {_brief(e)}"),
                      f.compiled.blob)
-            return
+            return True
         with self.lock:
             best = self.best_time
-        outcome = run_outcome(messages[-1], best, self.prune_factor, f.slot.device)
-        if outcome is None:  # cannot happen: a handler always ends with a final message
-            outcome = Outcome("run_error", reason=f"unfinished run: {messages[-1][0]}")
-        done(f.index, outcome, f.compiled.blob)
+        outcome = run_outcome(message, best, self.prune_factor, f.slot.device)
+        if outcome is not None:
+            done(f.index, outcome, f.compiled.blob)
+            return True
+        f.step = message[0]
+        if f.step == "time":
+            f.times += (message[1],)
+        f.timeout = self.step_timeout(f.step)
+        f.deadline = time.monotonic() + f.timeout
+        return False
 
 
 def _brief(error: Exception) -> str:

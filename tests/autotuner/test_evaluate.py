@@ -8,10 +8,11 @@ import time
 
 import pytest
 import torch
+from evaluations import evaluate_all
 
 import tc
 from autotuner import evaluate
-from autotuner.evaluate import CompileSpec, Outcome, RunSpec, mismatch, save_tensors
+from autotuner.evaluate import CompileSpec, RunSpec, mismatch, save_tensors
 from autotuner.local import LocalEvaluator as Evaluator
 from autotuner.space import SearchSpace
 from tc.options import MappingOptions
@@ -38,17 +39,6 @@ def _tile(n: int) -> MappingOptions:
     return MappingOptions("naive").tile(n).mapToThreads(32).mapToBlocks(8)
 
 
-def _evaluate(ev: Evaluator, candidates, stop=lambda: False) -> list[Outcome | None]:
-    outcomes: list[Outcome | None] = [None] * len(candidates)
-
-    def report(i: int, outcome: Outcome) -> None:
-        assert outcomes[i] is None, "reported twice"
-        outcomes[i] = outcome
-
-    ev.evaluate(candidates, report, stop)
-    return outcomes
-
-
 def test_crash_hang_and_wrong_result_cost_one_candidate_each(monkeypatch) -> None:
     good, crash, hang, wrong, good2 = (_tile(n) for n in (4, 8, 16, 32, 64))
     monkeypatch.setattr(evaluate, "FAULTS", [
@@ -56,7 +46,7 @@ def test_crash_hang_and_wrong_result_cost_one_candidate_each(monkeypatch) -> Non
         evaluate.fault("wrong", options=wrong)])
     with _evaluator() as ev:
         start = time.monotonic()
-        outcomes = _evaluate(ev, [good, crash, hang, wrong, good2])
+        outcomes = evaluate_all(ev, [good, crash, hang, wrong, good2])
         elapsed = time.monotonic() - start
         runner_starts = ev.runners[0].starts
     assert [o.status for o in outcomes] == ["ok", "crash", "timeout", "wrong", "ok"]
@@ -75,11 +65,11 @@ def test_faults_while_compiling(monkeypatch) -> None:
         evaluate.fault("crash", "compile", options=crash),
         evaluate.fault("hang", "compile", options=hang)])
     with _evaluator(threads=1) as ev:
-        outcomes = _evaluate(ev, [crash, good])
+        outcomes = evaluate_all(ev, [crash, good])
     assert [o.status for o in outcomes] == ["crash", "ok"]
     assert "while compiling" in outcomes[0].reason
     with _evaluator(threads=1, compile_timeout=2.0) as ev:
-        (outcome,) = _evaluate(ev, [hang])
+        (outcome,) = evaluate_all(ev, [hang])
     assert outcome.status == "timeout" and "compiling took over 2 s" in outcome.reason
 
 
@@ -88,7 +78,7 @@ def test_slow_candidate_is_pruned_after_one_timed_run(monkeypatch) -> None:
     monkeypatch.setattr(evaluate, "FAULTS", [evaluate.fault("slow", options=slow,
                                                             seconds=1.0)])
     with _evaluator(prune_factor=100.0) as ev:
-        outcomes = _evaluate(ev, [good, slow])
+        outcomes = evaluate_all(ev, [good, slow])
     assert outcomes[0].status == "ok"
     # The kernel itself takes well under 10 ms, so 1 s is over 100x the best.
     assert outcomes[0].time < 0.01
@@ -104,7 +94,7 @@ def test_rejection_before_and_after_compiling() -> None:
     enough = MappingOptions("naive").tile(32).mapToThreads(32).mapToBlocks(32)  # 1024
     with _evaluator(min_threads=1024) as ev:
         assert ev.space.min_threads == 1024
-        outcomes = _evaluate(ev, [few, tight, enough])
+        outcomes = evaluate_all(ev, [few, tight, enough])
     assert outcomes[0].status == "rejected" and "at most 256 threads" in outcomes[0].reason
     assert outcomes[1].status == "rejected"
     assert "256 threads launched, fewer than the 1024" in outcomes[1].reason
@@ -113,7 +103,7 @@ def test_rejection_before_and_after_compiling() -> None:
 
 def test_stop_reports_nothing_more() -> None:
     with _evaluator() as ev:
-        assert _evaluate(ev, [_tile(4), _tile(8)], stop=lambda: True) == [None, None]
+        assert evaluate_all(ev, [_tile(4), _tile(8)], stop=lambda: True) == [None, None]
 
 
 def test_mismatch() -> None:

@@ -17,11 +17,12 @@ import torch
 # it is imported, and inherited by the nodes and workers it starts.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
+from evaluations import evaluate_all  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import tc  # noqa: E402
 from autotuner import evaluate  # noqa: E402
-from autotuner.evaluate import CompileSpec, Outcome, RunSpec, save_tensors  # noqa: E402
+from autotuner.evaluate import CompileSpec, RunSpec, save_tensors  # noqa: E402
 from autotuner.local import LocalEvaluator  # noqa: E402
 from autotuner.ray_executor import RayEvaluator, RayPool  # noqa: E402
 from autotuner.space import SearchSpace  # noqa: E402
@@ -70,20 +71,10 @@ def _tile(n: int) -> MappingOptions:
     return MappingOptions("naive").tile(n)
 
 
-def _evaluate(ev, candidates, stop=lambda: False) -> list[Outcome | None]:
-    outcomes: list[Outcome | None] = [None] * len(candidates)
-
-    def report(i: int, outcome: Outcome) -> None:
-        assert outcomes[i] is None, "reported twice"
-        outcomes[i] = outcome
-
-    ev.evaluate(candidates, report, stop)
-    return outcomes
-
-
 def _ray_evaluator(pool, **kwargs) -> RayEvaluator:
     space, cs, rs = _problem(kwargs.pop("timing_runs", 3))
-    settings = {"compile_timeout": 60.0, "run_timeout": 2.0} | kwargs
+    # Microsecond kernels on a busy machine: no pruning (a hiccup is 100 x such a time).
+    settings = {"compile_timeout": 60.0, "run_timeout": 2.0, "prune_factor": 1e9} | kwargs
     return RayEvaluator(space, cs, rs, pool=pool, **settings)
 
 
@@ -91,12 +82,12 @@ def test_same_outcomes_as_the_local_executor(cluster) -> None:
     _, pool = cluster
     candidates = [_tile(n) for n in (1, 7, 64, 1000)] + [MappingOptions("naive")]
     with _ray_evaluator(pool) as ev:
-        remote = _evaluate(ev, candidates)
+        remote = evaluate_all(ev, candidates)
         device = ev.device
     space, cs, rs = _problem()
-    with LocalEvaluator(space, cs, rs, threads=2, compile_timeout=60.0,
-                        run_timeout=2.0) as ev:
-        local = _evaluate(ev, candidates)
+    with LocalEvaluator(space, cs, rs, threads=2, compile_timeout=60.0, run_timeout=2.0,
+                        prune_factor=1e9) as ev:
+        local = evaluate_all(ev, candidates)
     assert [o.status for o in remote] == [o.status for o in local] == ["ok"] * 5
     assert all(o.device == device and device.startswith("cpu ") for o in remote)
     assert all(len(o.times) == 3 and o.time > 0 for o in remote)
@@ -107,7 +98,7 @@ def test_tune_with_a_seed_draws_what_the_local_executor_draws(cluster) -> None:
     a, b = torch.randn(7, 5), torch.randn(5, 3)
     results = {}
     for kind in ("local", "ray"):
-        config = (TunerConfig().generations(1).pop_size(4).seed(3).progress(False)
+        config = (TunerConfig().generations(1).pop_size(4).seed(3).progress(False).prune_factor(1e9)
                   .threads(2).executor(kind, "auto" if kind == "ray" else None))
         results[kind] = tune(MM, "mm", a, b, tuner_config=config)
     local, remote = results["local"], results["ray"]
@@ -127,11 +118,10 @@ def test_crash_hang_and_wrong_candidates_cost_one_candidate_each(cluster, monkey
         evaluate.fault("crash", options=crash_r), evaluate.fault("hang", options=hang),
         evaluate.fault("wrong", options=wrong)])
     retried = pool.retried
-    # A run's deadline is the sum of its steps' (compile, then each run).
-    with _ray_evaluator(pool, compile_timeout=5.0, run_timeout=1.0, timing_runs=1) as ev:
-        outcomes = _evaluate(ev, [good, crash_c, crash_r, hang, wrong])
+    with _ray_evaluator(pool, compile_timeout=30.0, run_timeout=1.0, timing_runs=1) as ev:
+        outcomes = evaluate_all(ev, [good, crash_c, crash_r, hang, wrong])
         # the hung actor was replaced: a later candidate still runs
-        after = _evaluate(ev, [_tile(2)])
+        after = evaluate_all(ev, [_tile(2)])
     assert [o.status for o in outcomes] == ["ok", "crash", "crash", "timeout", "wrong"]
     assert pool.retried - retried == 2  # each crash was retried once, then given up
     assert after[0].status == "ok"
@@ -155,7 +145,7 @@ def test_a_node_removed_mid_tuning_costs_no_candidate(cluster, monkeypatch) -> N
     remover = threading.Thread(target=remove)
     remover.start()
     with _ray_evaluator(pool) as ev:
-        outcomes = _evaluate(ev, candidates)
+        outcomes = evaluate_all(ev, candidates)
     remover.join()
     assert [o.status for o in outcomes] == ["ok"] * len(candidates)
     assert pool.retried > retried
@@ -178,10 +168,10 @@ def test_the_timing_actors_node_removed_mid_run(cluster, monkeypatch) -> None:
     remover = threading.Timer(2.5, c.remove_node, args=(extra,))
     remover.start()
     with _ray_evaluator(pool) as ev:
-        outcomes = _evaluate(ev, [_tile(2), _tile(3)])
+        outcomes = evaluate_all(ev, [_tile(2), _tile(3)])
     remover.join()
     assert [o.status for o in outcomes] == ["ok", "ok"]
-    assert pool.retried == retried + 1
+    assert pool.retried >= retried + 1  # the run (and maybe a compile) on the lost node
     assert all(s.node != extra.node_id for s in pool.slots("cpu", False))
 
 
@@ -260,3 +250,15 @@ def test_untimed_entries_of_a_script_tuned_on_the_cluster(cluster, tmp_path) -> 
         assert best.timed and best.artifact is not None
     _script(cache)  # the next run of the script, on the tuned kernels
     assert untimed_keys(cache) == []
+
+
+def test_an_address_nobody_answers_at_is_an_error_at_once() -> None:
+    from autotuner.ray_executor import _reachable
+    from tc.errors import TcBackendError
+
+    start = time.monotonic()
+    with pytest.raises(TcBackendError, match="no Ray cluster answers at '127.0.0.1:1'"):
+        _reachable("127.0.0.1:1")
+    with pytest.raises(TcBackendError, match="ray start --head"):
+        _reachable("ray://127.0.0.1:1")
+    assert time.monotonic() - start < 10
