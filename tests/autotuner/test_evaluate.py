@@ -134,3 +134,36 @@ def test_fault_matches_only_its_options(kind: str) -> None:
     by_field = evaluate.fault(kind, unroll_factor=1)
     assert evaluate._faults([by_field], target.serialize(), "run")
     assert math.isfinite(spec["seconds"])
+
+
+def test_the_phase_gate_keeps_timed_runs_alone() -> None:
+    """Compile phases overlap; a run phase waits for them, and new compile phases wait
+    for a run phase that is waiting (so timings are never starved)."""
+    import threading
+
+    gate = evaluate.PhaseGate()
+    log: list[str] = []
+    compiling = gate.compiling()
+    compiling.__enter__()  # a first definition compiles
+    with gate.compiling():  # a second one may compile meanwhile
+        log.append("second compiles")
+
+    def timing() -> None:
+        with gate.timing():
+            log.append("timed")
+
+    def late_compile() -> None:
+        with gate.compiling():
+            log.append("late compiles")
+
+    timer = threading.Thread(target=timing)
+    timer.start()
+    time.sleep(0.2)
+    late = threading.Thread(target=late_compile)
+    late.start()
+    time.sleep(0.2)
+    assert log == ["second compiles"]  # the timing waits for the first compile phase,
+    compiling.__exit__(None, None, None)  # and the late compile waits behind the timing
+    timer.join(5)
+    late.join(5)
+    assert log == ["second compiles", "timed", "late compiles"]
