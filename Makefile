@@ -21,10 +21,11 @@ demo: setup
 	$(VPY) examples/demo.py
 
 # Two workers (pytest-xdist), one per core of the 2-core machines: 10 min instead of 17.
-# Tests that need one process's order keep it inside their own module or fixture.
+# Tests that need one process's order keep it inside their own module or fixture;
+# tests marked xdist_group(NAME) share one worker (the Ray tests: one cluster).
 test: setup
 	$(VPY) -m ruff check .
-	$(VPY) -m pytest -n $${TEST_WORKERS:-2}
+	$(VPY) -m pytest -n $${TEST_WORKERS:-2} --dist loadgroup
 
 fuzz: setup
 	$(VPY) -m pytest tests/lang/test_fuzz.py --fuzz-long

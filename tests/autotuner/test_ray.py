@@ -29,6 +29,9 @@ from autotuner.space import SearchSpace  # noqa: E402
 from autotuner.tuner import TunerConfig, tune  # noqa: E402
 from tc.options import MappingOptions  # noqa: E402
 
+# One pytest-xdist worker runs them all (make test: --dist loadgroup), on one cluster.
+pytestmark = pytest.mark.xdist_group("ray")
+
 LANG = "def scale(float(N) X) -> (Y) { Y(i) = X(i) * 2 + 1 }"
 N = 1000
 MM = "def mm(float(M,K) A, float(K,N) B) -> (C) { C(m, n) +=! A(m, k) * B(k, n) }"
