@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -50,13 +51,21 @@ __all__ = ["LocalEvaluator"]
 
 log = logging.getLogger(__name__)
 
-_PRELOAD = ["torch", "tc", "codegen.compiler", "codegen.executor", "autotuner.evaluate"]
+_PRELOAD = ["torch", "tc", "codegen.compiler", "codegen.executor", "autotuner.evaluate",
+            "autotuner._forkserver"]
 
 
-def _worker_main(conn) -> None:
+def _worker_main(conn, forked_by_server: bool = False) -> None:
     """A worker process: set up from the first message, then answer jobs until "exit"."""
     # Ctrl-C reaches the whole process group: the tuner decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if forked_by_server:
+        # The forkserver ends with the tuner, even one killed by SIGKILL; a worker busy
+        # in a hanging candidate ends with it (a spawned worker's parent is a thread of
+        # the tuner's that may end first: see tc.processes).
+        from tc.processes import die_with_parent
+
+        die_with_parent(os.getppid())
     state, broken = None, None
     while True:
         try:
@@ -118,7 +127,8 @@ class _Worker:
     def _start(self) -> None:
         ctx = _context()
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(child,), daemon=True,
+        proc = ctx.Process(target=_worker_main,
+                           args=(child, ctx.get_start_method() == "forkserver"), daemon=True,
                            name=f"tc-tuner-{self.name}")
         # A worker needs nothing of the __main__ module: hide it, so that a script
         # calling the tuner is not run again in every worker (it would without an

@@ -198,9 +198,14 @@ def run_target(case: Case, target: str, options: MappingOptions) -> dict[str, An
     return {"status": "ok", "outputs": _arrays(outs), "inputs_intact": same}
 
 
-def _serve(conn, runner) -> None:
+def _serve(conn, runner, parent: int | None = None) -> None:
     """The worker's loop: (case dict, options text, targets) in; progress and outcomes out
-    (``runner`` is :func:`run_target`, or a test's stand-in)."""
+    (``runner`` is :func:`run_target`, or a test's stand-in). ``parent``: the campaign's
+    pid; the worker is killed when it ends, even mid-case (:mod:`tc.processes`)."""
+    if parent is not None:
+        from tc.processes import die_with_parent
+
+        die_with_parent(parent)
     logging.disable(logging.WARNING)
     # PoCL writes files (broken.dot.N) into the working directory when its kernel
     # compiler fails: keep them out of the repository.
@@ -235,7 +240,8 @@ class Worker:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")  # no fork: OpenMP and PoCL threads do not survive it
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, self.runner), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(child, self.runner, os.getpid()),
+                                daemon=True)
         self.proc.start()
         child.close()
 

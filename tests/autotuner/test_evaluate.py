@@ -167,3 +167,50 @@ def test_the_phase_gate_keeps_timed_runs_alone() -> None:
     timer.join(5)
     late.join(5)
     assert log == ["second compiles", "timed", "late compiles"]
+
+
+_TUNER = """
+import sys, threading, time
+sys.path.insert(0, {here!r})
+from test_evaluate import _evaluator, _tile
+from autotuner import evaluate
+evaluate.FAULTS.append(evaluate.fault("hang"))  # every run hangs (an hour)
+ev = _evaluator(run_timeout=600.0)
+threading.Thread(target=ev.evaluate, args=([_tile(4)], lambda i, o: None), daemon=True).start()
+while ev.runners[0].proc is None:
+    time.sleep(0.05)
+print(ev.runners[0].proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_workers_die_with_a_killed_tuner() -> None:
+    """SIGKILL on the tuner runs no clean-up; its run worker, hanging in a candidate, is
+    killed all the same (the forkserver ends with the tuner; tc.processes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parent)
+    tuner = subprocess.Popen([sys.executable, "-c", _TUNER.format(here=here)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(tuner.stdout.readline())
+        time.sleep(3)  # set up, and hanging in the run
+        os.kill(worker, 0)  # alive
+        tuner.kill()
+        tuner.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            raise AssertionError("the run worker outlived its tuner")
+    finally:
+        tuner.kill()

@@ -118,3 +118,46 @@ def test_rounding_amplified_by_cancellation_is_excused() -> None:
     assert difference(nan, zero, exact=[("torch.float64", np.array([1.0]))]) is not None
     assert promote_text("def f(half(N) A) -> (B) { B(i) = float(A(i)) }") == \
         "def f(double(N) A) -> (B) { B(i) = double(A(i)) }"
+
+
+_PARENT = """
+import sys, time
+sys.path.insert(0, {here!r})
+from test_judge import CASE, hanging
+from tc.fuzz.run import Worker
+from tc.options import MappingOptions
+w = Worker(timeout=600.0, runner=hanging)
+w._start()
+print(w.proc.pid, flush=True)
+w.run(CASE, MappingOptions("naive"), ("reference",))  # hangs for 60 s
+"""
+
+
+def test_a_worker_dies_with_its_killed_campaign(tmp_path) -> None:
+    """SIGKILL on the campaign runs no clean-up; its worker, busy in a hanging case, is
+    killed by the kernel all the same (tc.processes.die_with_parent)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parent)
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT.format(here=here)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(3)  # the worker is set up and sleeping in the case
+        os.kill(worker, 0)  # alive
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            raise AssertionError("the worker outlived its campaign")
+    finally:
+        parent.kill()
