@@ -114,7 +114,7 @@ def _child(kind: str, kernel_name: str, sizes: dict[str, int], backend: str,
     inputs = tuple(t.to(device) for t in
                    kernel.make_inputs(sizes, torch.Generator().manual_seed(0)))
     expected = kernel.reference(*inputs)
-    from benchmarks.runner import checker, float64_truth
+    from benchmarks.checks import checker, float64_truth
 
     check = checker(expected, float64_truth(kernel, inputs), kernel.rtol, kernel.atol)
     t1 = time.perf_counter()

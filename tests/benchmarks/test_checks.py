@@ -1,4 +1,4 @@
-"""The runner's correctness check of a cell (``benchmarks.runner.checker``: against the
+"""The runner's correctness check of a cell (``benchmarks.checks.checker``: against the
 float64 truth, with eager's own error as the yardstick), its detection of references
 that return views (``aliasing_outputs``) and the copy it times them with."""
 
@@ -12,17 +12,16 @@ import torch
 import tc
 from benchmarks import report as report_mod
 from benchmarks import runner
-from benchmarks.runner import (
+from benchmarks.checks import (
     EAGER_FACTOR,
     Accuracy,
-    Settings,
     aliases_input,
     aliasing_outputs,
-    bench_kernel,
     checker,
     float64_truth,
     materialising,
 )
+from benchmarks.runner import Settings, bench_kernel
 from tc import catalogue
 
 FAST = Settings(runs=1, warmup=0, torch_compile=False, tune=False, cache_latency=False)
