@@ -187,30 +187,9 @@ time.sleep(600)
 def test_workers_die_with_a_killed_tuner() -> None:
     """SIGKILL on the tuner runs no clean-up; its run worker, hanging in a candidate, is
     killed all the same (the forkserver ends with the tuner; tc.processes)."""
-    import os
-    import signal
-    import subprocess
-    import sys
     from pathlib import Path
 
+    from orphans import assert_worker_dies_with_parent
+
     here = str(Path(__file__).resolve().parent)
-    tuner = subprocess.Popen([sys.executable, "-c", _TUNER.format(here=here)],
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        worker = int(tuner.stdout.readline())
-        time.sleep(3)  # set up, and hanging in the run
-        os.kill(worker, 0)  # alive
-        tuner.kill()
-        tuner.wait(10)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(worker, signal.SIGKILL)
-            raise AssertionError("the run worker outlived its tuner")
-    finally:
-        tuner.kill()
+    assert_worker_dies_with_parent(_TUNER.format(here=here), "the run worker")

@@ -133,31 +133,12 @@ w.run(CASE, MappingOptions("naive"), ("reference",))  # hangs for 60 s
 """
 
 
-def test_a_worker_dies_with_its_killed_campaign(tmp_path) -> None:
+def test_a_worker_dies_with_its_killed_campaign() -> None:
     """SIGKILL on the campaign runs no clean-up; its worker, busy in a hanging case, is
     killed by the kernel all the same (tc.processes.die_with_parent)."""
-    import subprocess
-    import sys
     from pathlib import Path
 
+    from orphans import assert_worker_dies_with_parent
+
     here = str(Path(__file__).resolve().parent)
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT.format(here=here)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        worker = int(parent.stdout.readline())
-        time.sleep(3)  # the worker is set up and sleeping in the case
-        os.kill(worker, 0)  # alive
-        parent.kill()
-        parent.wait(10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(worker, signal.SIGKILL)
-            raise AssertionError("the worker outlived its campaign")
-    finally:
-        parent.kill()
+    assert_worker_dies_with_parent(_PARENT.format(here=here), "the fuzz worker")
