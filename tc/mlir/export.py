@@ -28,7 +28,8 @@ interpreter (:mod:`tc.ir.interpret`) statement by statement:
   (:mod:`tc.ir.wide_accumulators`, run first as the interpreter does).
 
 Not exportable (a positioned :class:`TcExportError`): builtins with no MLIR
-equivalent (:data:`tc.mlir.body.NOT_EXPORTABLE`). Known differences: an indirect
+equivalent (:data:`tc.mlir.body.NOT_EXPORTABLE`, empty today) and the special
+functions of :mod:`tc.mlir.special` on float64. Known differences: an indirect
 read out of bounds is clamped (the interpreter raises, the compiled targets check at
 run time: check the inputs with ``backend="reference"``); float reductions are summed
 in loop order, where numpy sums pairwise (rounding differs in the last bits).
