@@ -17,8 +17,9 @@ own float64 definitions (:mod:`tc.ir.interpret`) on each piece, to an error belo
 are within two units in the last place of the interpreter's (most equal it), apart
 from the zeros of ``j0 j1 y0 y1`` (absolute error below 1e-12 of the amplitude, as
 every implementation's relative error grows there) and of ``lgamma`` near -2.457 and
--2.748 (within 2 ulp of the exact value; the interpreter's float lgamma is 5e-10
-off). ``remainder`` and ``nextafter`` are exact. Traps:
+-2.748 (within 2 ulp of the exact value; the interpreter's float lgamma is up to
+1.4e-9 off there, and overflows early, from 4.037e36). ``remainder`` and
+``nextafter`` are exact. Traps:
 
 * float64 arguments: float64 ``sin``/``cos``/``fmod`` do not link in IREE and the
   series are not float64-accurate, so only ``nextafter`` exports in float64; the rest
