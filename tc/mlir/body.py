@@ -306,7 +306,29 @@ class Body:
         return self.cast(r, work, t)
 
     def _direct(self, fn: str, args: list[str], t: ScalarType) -> str:
+        if t is ScalarType.FLOAT64 and fn in ("log1p", "expm1"):
+            return self._log1p_expm1(fn, args[0], t)
         return self.op(f"{_DIRECT[fn]} {', '.join(args)} : {element_type(t)}")
+
+    def _log1p_expm1(self, fn: str, x: str, t: ScalarType) -> str:
+        """Kahan's forms of float64 ``log1p``/``expm1`` through ``log``/``exp``: IREE's
+        float64 ``math.log1p``/``math.expm1`` are only float accurate and give 0 below
+        about 1e-17 (``log1p(1e-300)`` = 0), while its float64 log and exp are exact."""
+        one, inf = self.const(1.0, t), self.const(math.inf, t)
+        if fn == "log1p":  # x * log(u) / (u - 1), u = 1 + x; x itself where u rounds to 1
+            u = self.bin("arith.addf", one, x, t)
+            r = self.bin("arith.mulf", x, self.bin(
+                "arith.divf", self._direct("log", [u], t),
+                self.bin("arith.subf", u, one, t), t), t)
+        else:  # (u - 1) * x / log(u), u = exp(x); x where u rounds to 1, -1 where u - 1 does
+            u = self._direct("exp", [x], t)
+            um1 = self.bin("arith.subf", u, one, t)
+            r = self.bin("arith.mulf", um1, self.bin(
+                "arith.divf", x, self._direct("log", [u], t), t), t)
+            r = self.select(self.cmp("oeq", um1, self.const(-1.0, t), t),
+                            self.const(-1.0, t), r, t)
+        r = self.select(self.cmp("oeq", u, one, t), x, r, t)
+        return self.select(self.cmp("oeq", u, inf, t), inf, r, t)  # x = inf (inf / inf)
 
     def _expand(self, fn: str, a: list[str], t: ScalarType) -> str:
         one = self.const(1.0, t)
