@@ -308,6 +308,15 @@ class Body:
     def _direct(self, fn: str, args: list[str], t: ScalarType) -> str:
         if t is ScalarType.FLOAT64 and fn in ("log1p", "expm1"):
             return self._log1p_expm1(fn, args[0], t)
+        if t is ScalarType.FLOAT64 and fn == "atanh":
+            # IREE's float64 math.atanh is float accurate: log1p(2a / (1 - a)) / 2 with
+            # a = |x| (+-1: +-inf; beyond: NaN), then x's sign.
+            x, one = args[0], self.const(1.0, t)
+            a = self.op(f"math.absf {x} : f64")
+            q = self.bin("arith.divf", self.bin("arith.addf", a, a, t),
+                         self.bin("arith.subf", one, a, t), t)
+            r = self.bin("arith.mulf", self.const(0.5, t), self._direct("log1p", [q], t), t)
+            return self._direct("copysign", [r, x], t)
         return self.op(f"{_DIRECT[fn]} {', '.join(args)} : {element_type(t)}")
 
     def _log1p_expm1(self, fn: str, x: str, t: ScalarType) -> str:
@@ -411,7 +420,15 @@ class Body:
             root = self._direct("exp", [mul(ax, self.const(0.5, t))], t)
             half_exp = mul(mul(root, self.const(0.5, t)), root)  # exp(|x|) / 2, no overflow
             far = self._direct("copysign", [half_exp, x], t) if fn == "sinh" else half_exp
-            near = self.op(f"math.{fn} {x} : {et}")
+            if fn == "sinh" and t is ScalarType.FLOAT64:
+                # IREE's float64 math.sinh is float accurate (1e-7 off near 0):
+                # (e + e / (e + 1)) / 2 with e = expm1(|x|), then x's sign.
+                e = self._direct("expm1", [ax], t)
+                near = self._direct("copysign", [mul(self.const(0.5, t), self.bin(
+                    "arith.addf", e, self.bin("arith.divf", e, self.bin(
+                        "arith.addf", e, one, t), t), t)), x], t)
+            else:
+                near = self.op(f"math.{fn} {x} : {et}")
             return self.select(self.cmp("ogt", ax, big, t), far, near, t)
         if fn in ("cospi", "sinpi"):  # reduced exactly to [-1/2, 1/2] first
             two = self.const(2.0, t)
