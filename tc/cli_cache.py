@@ -44,10 +44,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no entries in {cache.path}")
         return 0
     head = ("KEY", "ENTRY", "SIGNATURE", "BACKEND", "BEST", "TUNED", "OPTIONS")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    for r in [head, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print("\n".join(aligned(head, rows)))
     return 0
+
+
+def aligned(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """``head`` and ``rows`` as lines of left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [head, *rows]]
 
 
 def cmd_show(args: argparse.Namespace) -> int:

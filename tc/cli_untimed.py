@@ -28,15 +28,12 @@ __all__ = ["cmd_untimed", "result_table"]
 
 def result_table(results: list[KeyResult]) -> list[str]:
     """One aligned line per result (with a header line)."""
-    from tc.cli_cache import DIGEST_WIDTH, _seconds
+    from tc.cli_cache import DIGEST_WIDTH, _seconds, aligned
 
     rows = [(r.key.digest[:DIGEST_WIDTH], r.key.entry, r.key.signature, r.key.backend,
              r.status, "-" if r.time is None else _seconds(r.time), r.reason)
             for r in results]
-    head = ("KEY", "ENTRY", "SIGNATURE", "BACKEND", "STATUS", "BEST", "")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in [head, *rows]]
+    return aligned(("KEY", "ENTRY", "SIGNATURE", "BACKEND", "STATUS", "BEST", ""), rows)
 
 
 def cmd_untimed(args: argparse.Namespace, config: TunerConfig) -> int:
