@@ -259,10 +259,12 @@ def script_text(key: CacheKey, cache: CompilationCache) -> str | None:
     return None
 
 
-def _random(dtype: torch.dtype, shape: tuple[int, ...], strides: tuple[int, ...], high: int,
-            device: str, gen: torch.Generator) -> torch.Tensor:
+def random_tensor(dtype: torch.dtype, shape: tuple[int, ...], strides: tuple[int, ...],
+                  high: int, device: str, gen: torch.Generator) -> torch.Tensor:
     """A tensor of exactly ``shape`` and ``strides`` (overlapping and zero strides
-    included): a random storage viewed through them."""
+    included): a random storage viewed through them, standard normal floats, booleans,
+    and integers in ``0 .. high - 1`` (index inputs: ``python -m tc tune`` draws its
+    inputs with it too)."""
     extent = 1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True)) if all(
         shape) else 0
     if dtype.is_floating_point:
@@ -302,7 +304,8 @@ def rebuild(key: CacheKey, seed: int = 0, cache: CompilationCache | None = None
         dtype = getattr(torch, dtype_name, None)
         if not isinstance(dtype, torch.dtype) or len(shape) != len(strides):
             raise TcCacheError(f"{key.entry}: unreadable signature {key.signature!r}")
-        inputs.append(_random(dtype, shape, strides, high, devices[key.device], gen))
+        inputs.append(random_tensor(dtype, shape, strides, high, devices[key.device],
+                                     gen))
     checked = check_text(text)
     call = bind(checked.functions[key.entry], inputs)
     again = cache_key(canonical_text(checked.definition(key.entry)), key.entry, call,

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 
 def random_inputs(fn, sizes: dict[str, int], device: str, seed: int = 0) -> list[torch.Tensor]:
-    """Random inputs of ``fn`` for ``sizes``: standard normal floats, booleans, and
-    integers in ``0 .. smallest extent - 1`` (valid as indices into any dimension)."""
+    """Random contiguous inputs of ``fn`` for ``sizes``
+    (:func:`autotuner.untimed.random_tensor`), integers in ``0 .. smallest extent - 1``
+    (valid as indices into any dimension)."""
+    from autotuner.untimed import random_tensor
     from tc.arguments import TORCH_DTYPES
 
     gen = torch.Generator().manual_seed(seed)
@@ -37,14 +39,12 @@ def random_inputs(fn, sizes: dict[str, int], device: str, seed: int = 0) -> list
     high = max(1, min(extents, default=1))
     out = []
     for t, shape in zip(fn.inputs, shapes, strict=True):
-        dtype = TORCH_DTYPES[t.dtype]
-        if t.dtype.is_float:
-            x = torch.randn(shape, generator=gen).to(dtype)
-        elif t.dtype.is_bool:
-            x = torch.randint(0, 2, shape, generator=gen).bool()
-        else:
-            x = torch.randint(0, high, shape, generator=gen).to(dtype)
-        out.append(x.to(device))
+        strides, step = [], 1
+        for n in reversed(shape):  # row-major, as torch lays out a new tensor
+            strides.insert(0, step)
+            step *= max(n, 1)
+        out.append(random_tensor(TORCH_DTYPES[t.dtype], shape, tuple(strides), high, device,
+                                 gen))
     return out
 
 
