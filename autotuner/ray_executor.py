@@ -147,25 +147,29 @@ def _state(key: str, make: Callable[[], object]):
     return state
 
 
-def _answer(handle: Callable[[Collect], None]) -> list[tuple]:
-    """The messages of a worker-side handler; an exception becomes ``("error", text)``,
-    as in the local workers."""
-    conn = Collect()
+def _answer(conn, key: str, make: Callable[[], object], handle: Callable[[object], None]
+            ) -> None:
+    """Run ``handle(state)`` on this worker's set-up problem ``key`` (made by ``make``
+    on first use); a failure is sent on ``conn`` as ``("error", text)``, as the local
+    workers do (``worker setup failed: ...`` when it is the set-up's)."""
     try:
-        handle(conn)
+        state = _state(key, make)
     except Exception as e:  # noqa: BLE001 - reported to the driver, which goes on
+        conn.send(("error", f"worker setup failed: {type(e).__name__}: {e}"))
+        return
+    try:
+        handle(state)
+    except Exception as e:  # noqa: BLE001
         log.debug("worker error: %s", traceback.format_exc())
         conn.send(("error", f"{type(e).__name__}: {e}"))
-    return conn.messages
 
 
 def _compile(key: str, spec: CompileSpec, options_json: str) -> list[tuple]:
     """A compile task: the local compile worker's answer."""
-    try:
-        state = _state(key, lambda: CompileState(spec))
-    except Exception as e:  # noqa: BLE001
-        return [("error", f"worker setup failed: {type(e).__name__}: {e}")]
-    return _answer(lambda conn: state.handle(conn, options_json))
+    conn = Collect()
+    _answer(conn, key, lambda: CompileState(spec),
+            lambda state: state.handle(conn, options_json))
+    return conn.messages
 
 
 class _TimingActor:
@@ -202,16 +206,16 @@ class _TimingActor:
         class Stream:
             send = messages.put
 
+        def timed(state: RunState) -> None:
+            # Ray starts workers with one OpenMP thread (a per-thread setting, so set in
+            # the thread that runs the kernels); a timing has the whole machine.
+            torch.set_num_threads(self.threads)
+            state.handle(Stream, blob, options_json, prune_above)
+
         def work() -> None:
             try:
-                state = _state(key, lambda: RunState(replace(spec, device=self.device)))
-                # Ray starts workers with one OpenMP thread (a per-thread setting, so set
-                # in the thread that runs the kernels); a timing has the whole machine.
-                torch.set_num_threads(self.threads)
-                state.handle(Stream, blob, options_json, prune_above)
-            except Exception as e:  # noqa: BLE001 - reported to the driver, which goes on
-                log.debug("worker error: %s", traceback.format_exc())
-                messages.put(("error", f"{type(e).__name__}: {e}"))
+                _answer(Stream, key, lambda: RunState(replace(spec, device=self.device)),
+                        timed)
             finally:
                 messages.put(end)
 
