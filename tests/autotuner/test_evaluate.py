@@ -8,29 +8,19 @@ import time
 
 import pytest
 import torch
-from evaluations import evaluate_all
+from evaluations import evaluate_all, scale_problem
 
-import tc
 from autotuner import evaluate
-from autotuner.evaluate import CompileSpec, RunSpec, mismatch, save_tensors
+from autotuner.evaluate import mismatch
 from autotuner.local import LocalEvaluator as Evaluator
-from autotuner.space import SearchSpace
 from tc.options import MappingOptions
 
-LANG = "def scale(float(N) X) -> (Y) { Y(i) = X(i) * 2 + 1 }"
 N = 1024
 
 
 def _evaluator(*, min_threads: int = 1, **kwargs) -> Evaluator:
-    unit = tc.define(LANG, backend="reference")
-    x = torch.randn(N, generator=torch.Generator().manual_seed(0))
-    call = unit["scale"].bind(x)
-    expected = x * 2 + 1  # computed here, not by the code under test
-    space = SearchSpace.build(unit["scale"].ir, call.sizes, min_threads=min_threads)
-    compile_spec = CompileSpec(LANG, "scale", dict(call.sizes), ((1,),), call.signature(),
-                               "opencl", None, space.min_threads, 48 * 1024)
-    run_spec = RunSpec(LANG, "scale", "opencl", None, "cpu", save_tensors([x]),
-                       save_tensors([expected]), 1e-5, 1e-6, warmup_runs=1, timing_runs=3)
+    space, compile_spec, run_spec = scale_problem("opencl", N, 48 * 1024,
+                                                  min_threads=min_threads)
     settings = {"threads": 2, "compile_timeout": 60.0, "run_timeout": 1.5} | kwargs
     return Evaluator(space, compile_spec, run_spec, **settings)
 

@@ -17,22 +17,19 @@ import torch
 # it is imported, and inherited by the nodes and workers it starts.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
-from evaluations import evaluate_all  # noqa: E402
+from evaluations import evaluate_all, scale_problem  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import tc  # noqa: E402
 from autotuner import evaluate  # noqa: E402
-from autotuner.evaluate import CompileSpec, RunSpec, save_tensors  # noqa: E402
 from autotuner.local import LocalEvaluator  # noqa: E402
 from autotuner.ray_executor import RayEvaluator, RayPool  # noqa: E402
-from autotuner.space import SearchSpace  # noqa: E402
 from autotuner.tuner import TunerConfig, tune  # noqa: E402
 from tc.options import MappingOptions  # noqa: E402
 
 # One pytest-xdist worker runs them all (make test: --dist loadgroup), on one cluster.
 pytestmark = pytest.mark.xdist_group("ray")
 
-LANG = "def scale(float(N) X) -> (Y) { Y(i) = X(i) * 2 + 1 }"
 N = 1000
 MM = "def mm(float(M,K) A, float(K,N) B) -> (C) { C(m, n) +=! A(m, k) * B(k, n) }"
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
@@ -57,17 +54,7 @@ def cluster():
 
 
 def _problem(timing_runs: int = 3):
-    unit = tc.define(LANG, backend="reference")
-    x = torch.randn(N, generator=torch.Generator().manual_seed(0))
-    call = unit["scale"].bind(x)
-    expected = x * 2 + 1  # computed here, not by the code under test
-    space = SearchSpace.build(unit["scale"].ir, call.sizes, min_threads=1)
-    compile_spec = CompileSpec(LANG, "scale", dict(call.sizes), ((1,),), call.signature(),
-                               "cpu", None, space.min_threads, 1 << 20)
-    run_spec = RunSpec(LANG, "scale", "cpu", None, "cpu", save_tensors([x]),
-                       save_tensors([expected]), 1e-5, 1e-6, warmup_runs=1,
-                       timing_runs=timing_runs)
-    return space, compile_spec, run_spec
+    return scale_problem("cpu", N, 1 << 20, timing_runs=timing_runs)
 
 
 def _tile(n: int) -> MappingOptions:
