@@ -237,6 +237,30 @@ def stats_rows(layer: int, a: torch.Tensor) -> torch.Tensor:
     return a
 
 
+def momentum_step(params: dict[str, torch.Tensor], velocity: dict[str, torch.Tensor],
+                  lr: float, mu: float, scales: dict[str, torch.Tensor] | None = None) -> None:
+    """SGD with momentum on the parameters' gradients (each times its ``scales`` entry,
+    if any): ``v = mu v + grad``, ``p -= lr v``; the gradients are cleared."""
+    with torch.no_grad():
+        for name, p in params.items():
+            d = p.grad * scales[name] if scales and name in scales else p.grad
+            v = velocity.get(name)
+            if v is None:
+                v = velocity[name] = torch.zeros_like(p)
+            v.mul_(mu).add_(d)
+            p.sub_(lr * v)
+            p.grad = None
+
+
+def padded_batches(forward, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``forward`` over ``x`` in batches of ``batch`` rows, the last one padded with zero
+    rows so that no new shape is compiled; the results of ``x``'s rows only."""
+    xp = torch.cat([x, x.new_zeros((-len(x) % batch, *x.shape[1:]))])
+    with torch.no_grad():
+        return torch.cat([forward(xp[i:i + batch].contiguous())
+                          for i in range(0, len(xp), batch)])[:len(x)]
+
+
 class Trainer:
     """One network's optimiser state (momentum buffers, running mean squares) and
     its history (losses, accuracies, times)."""
@@ -257,16 +281,8 @@ class Trainer:
         loss = self.net.loss(logits, y)
         loss.backward()
         scales = self.scales(inputs) if self.config.rescale else {}
-        lr, mu = self.config.lr, self.config.momentum
-        with torch.no_grad():
-            for name, p in self.net.parameter_dict().items():
-                d = p.grad * scales[name] if name in scales else p.grad
-                v = self.velocity.get(name)
-                if v is None:
-                    v = self.velocity[name] = torch.zeros_like(p)
-                v.mul_(mu).add_(d)
-                p.sub_(lr * v)
-                p.grad = None
+        momentum_step(self.net.parameter_dict(), self.velocity, self.config.lr,
+                      self.config.momentum, scales)
         value = float(loss.detach())
         self.batch_losses.append(value)
         return value
@@ -290,13 +306,8 @@ class Trainer:
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Test accuracy (percent), in batches of the training batch size: the last
         batch is padded with zero images so that no new shape is compiled."""
-        b = self.config.batch_size
-        pad = -len(x) % b
-        xp = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
-        with torch.no_grad():
-            logits = torch.cat([self.net.forward(xp[i:i + b].contiguous())[0]
-                                for i in range(0, len(xp), b)])
-        return 100.0 * (logits[:len(x)].argmax(1) == y).float().mean().item()
+        logits = padded_batches(lambda b: self.net.forward(b)[0], x, self.config.batch_size)
+        return 100.0 * (logits.argmax(1) == y).float().mean().item()
 
 
 def print_gradients() -> None:

@@ -72,7 +72,15 @@ from benchmarks.large_vocab import BAG_XENT, bag_xent_torch  # noqa: E402
 
 # The encoder and the digits come from the classification example beside this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_digits import CHANNELS, CLASSES, ENCODER, KERNEL, digits  # noqa: E402
+from train_digits import (  # noqa: E402
+    CHANNELS,
+    CLASSES,
+    ENCODER,
+    KERNEL,
+    digits,
+    momentum_step,
+    padded_batches,
+)
 
 #: The encoder and head; the loss (BAG_XENT) is appended.
 LANG = ENCODER + BAG_XENT
@@ -195,15 +203,8 @@ class Trainer:
         """One SGD step with momentum on a batch; returns the batch's loss."""
         loss = self.net.loss(self.net.forward(x), captions)
         loss.backward()
-        lr, mu = self.config.lr, self.config.momentum
-        with torch.no_grad():
-            for name, p in self.net.parameter_dict().items():
-                v = self.velocity.get(name)
-                if v is None:
-                    v = self.velocity[name] = torch.zeros_like(p)
-                v.mul_(mu).add_(p.grad)
-                p.sub_(lr * v)
-                p.grad = None
+        momentum_step(self.net.parameter_dict(), self.velocity, self.config.lr,
+                      self.config.momentum)
         value = float(loss.detach())
         self.batch_losses.append(value)
         return value
@@ -211,12 +212,7 @@ class Trainer:
     def evaluate(self, data: Data) -> dict[str, float]:
         """P@k and clean P@k on the test images (batches of the training size, the
         last one padded with zero images)."""
-        b = self.config.batch_size
-        x = data.x_test
-        xp = torch.cat([x, x.new_zeros((-len(x) % b, *x.shape[1:]))])
-        with torch.no_grad():
-            logits = torch.cat([self.net.forward(xp[i:i + b].contiguous())
-                                for i in range(0, len(xp), b)])[:len(x)]
+        logits = padded_batches(self.net.forward, data.x_test, self.config.batch_size)
         out = {}
         for k in KS:
             out[f"P@{k}"] = precision_at_k(logits, data.cap_test, k)
